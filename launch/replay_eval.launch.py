@@ -1,0 +1,86 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Replay a bag into the localizer on simulated time and score it against the bag's ground truth.
+
+    ros2 launch neumap_ros replay_eval.launch.py map:=/path/map.safetensors bag:=/path/bag \
+        output_dir:=/tmp/replay
+
+The bag is played with /clock (neumap_ros's bag_player, or ``ros2 bag play --clock`` with
+player:=ros2bag on a ROS 2 distro), the localizer runs with use_sim_time (localize.launch.py),
+and replay_evaluator pairs its poses with the ground truth. When the bag ends the launch shuts
+down; the evaluator then writes report.json (the ``neumap evaluate`` report), estimate.tum and
+ground_truth.tum (for evo) and report.png into output_dir.
+"""
+
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, \
+    IncludeLaunchDescription, LogInfo, OpaqueFunction, RegisterEventHandler, TimerAction
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from neumap_ros.ros import launch_params
+
+# Time the localizer gets to answer the last frames before everything is stopped.
+DRAIN_SECONDS = 2.0
+
+
+def _replay(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    for required in ('map', 'bag'):
+        if not arg(required):
+            raise RuntimeError(f'replay_eval.launch.py needs {required}:=<path>')
+    localizer = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), 'localize.launch.py')),
+        launch_arguments={'map': arg('map'), 'params_file': arg('params_file'),
+                          'use_sim_time': 'true', 'image_topic': arg('image_topic'),
+                          'camera_info_topic': arg('camera_info_topic'),
+                          'log_level': arg('log_level'), 'autostart': 'true',
+                          'image_qos': launch_params.REPLAY_IMAGE_QOS}.items())
+    evaluator = Node(
+        package=launch_params.PACKAGE, executable=launch_params.REPLAY_EVALUATOR_NODE,
+        name=launch_params.REPLAY_EVALUATOR_NODE, output='screen',
+        parameters=[dict(launch_params.replay_paths(arg('output_dir')), use_sim_time=True,
+                         pose_topic=f'/{launch_params.LOCALIZER_NODE}/pose',
+                         gt_topic=arg('gt_topic'))])
+    if arg('player') == 'ros2bag':
+        player = ExecuteProcess(cmd=['ros2', 'bag', 'play', arg('bag'), '--clock', '--rate',
+                                     arg('rate')], output='screen')
+    else:
+        player = Node(
+            package=launch_params.PACKAGE, executable=launch_params.BAG_PLAYER_NODE,
+            name=launch_params.BAG_PLAYER_NODE, output='screen',
+            parameters=[launch_params.bag_player_parameters(
+                arg('bag'), arg('rate'), arg('image_topic'), arg('gt_topic'))])
+    done = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
+        LogInfo(msg='bag finished; stopping after the last frames are localized'),
+        TimerAction(period=DRAIN_SECONDS,
+                    actions=[EmitEvent(event=Shutdown(reason='bag finished'))])]))
+    return [localizer, evaluator, player, done]
+
+
+def generate_launch_description():
+    """Declare the arguments of launch_params.REPLAY_EVAL_ARGUMENTS and run the replay."""
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
+                 for name, default, description in launch_params.REPLAY_EVAL_ARGUMENTS]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_replay)])

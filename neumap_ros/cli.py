@@ -1,0 +1,399 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The ``neumap`` command: build maps, evaluate them, train decoders, convert bags, run the demo.
+
+Every subcommand is a thin shell over :mod:`neumap_ros.core`; errors in user input end with a
+one-line message and exit status 2 instead of a traceback.
+"""
+
+import argparse
+from dataclasses import fields, replace
+import json
+import logging
+from pathlib import Path
+import sys
+
+import yaml
+
+
+class UsageError(Exception):
+    """A user mistake worth one clear line (bad path, bad option combination...)."""
+
+
+def _load_yaml(path) -> dict:
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f'cannot read config {path}: {error}')
+    if not isinstance(data, dict):
+        raise UsageError(f'config {path} must be a mapping of settings')
+    return data
+
+
+def _apply(config, overrides: dict, source: str):
+    known = {f.name for f in fields(config)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise UsageError(f'unknown settings in {source}: {sorted(unknown)}; known: {sorted(known)}')
+    return replace(config, **overrides)
+
+
+def _feature_config(args, base=None):
+    from neumap_ros.core.features import FeatureConfig
+    config = base or FeatureConfig()
+    overrides = {}
+    if getattr(args, 'features', None):
+        overrides['kind'] = args.features
+    if getattr(args, 'max_keypoints', None):
+        overrides['max_keypoints'] = args.max_keypoints
+    return replace(config, **overrides)
+
+
+def cmd_build_map(args) -> int:
+    """Build a neural (or feature-matching) map from a dataset split."""
+    from neumap_ros.core.map_building import build_map, BuildRequest
+    from neumap_ros.core.mapping import MappingConfig
+    settings = _load_yaml(args.config)
+    mapping = _apply(MappingConfig(), settings.get('mapping', {}), args.config or 'config')
+    overrides = {k: v for k, v in {
+        'voxel_size': args.voxel_size, 'iterations': args.iterations,
+        'time_budget_s': args.time_budget, 'code_precision': args.precision,
+        'seed': args.seed, 'prune_threshold': args.prune_threshold,
+        'importance_l1': args.importance_l1,
+        'finetune_iterations': args.finetune_iterations}.items() if v is not None}
+    mapping = replace(mapping, **overrides)
+    from neumap_ros.core.features import FeatureConfig
+    features = _feature_config(args, _apply(FeatureConfig(), settings.get('features', {}),
+                                            args.config or 'config'))
+    summary = build_map(BuildRequest(
+        Path(args.dataset), args.split, Path(args.out), args.method, features, mapping,
+        Path(args.weights) if args.weights else None, not args.quiet,
+        Path(args.checkpoint) if args.checkpoint else None))
+    print(f'wrote {summary.output} ({summary.method}, {summary.map_bytes / 1e6:.2f} MB) from '
+          f'{summary.frames} frames / {summary.points} 3D points in {summary.seconds:.1f} s')
+    return 0
+
+
+def _localizer_options(args):
+    from neumap_ros.core.localizer import LocalizerOptions
+    options = LocalizerOptions()
+    overrides = {k: v for k, v in {'max_keypoints': getattr(args, 'max_keypoints', None),
+                                   'top_voxels': getattr(args, 'top_voxels', None),
+                                   'min_inliers': getattr(args, 'min_inliers', None)}.items()
+                 if v is not None}
+    return replace(options, **overrides)
+
+
+def cmd_evaluate(args) -> int:
+    """Localize every query of a split and write the JSON report (and plot)."""
+    from neumap_ros.core.datasets import open_dataset
+    from neumap_ros.core.evaluation import evaluate_frames, format_table, json_safe, summarize
+    from neumap_ros.core.localizer import load_localizer
+    localizer = load_localizer(args.map, args.device, _localizer_options(args), args.weights)
+    dataset = open_dataset(args.dataset)
+    frames = dataset.split(args.split)
+    records = evaluate_frames(localizer, frames, progress=not args.quiet)
+    report = summarize(records, localizer.method, localizer.map_bytes,
+                       localizer.map.info.get('mapping_seconds'),
+                       {'map': str(args.map), 'dataset': dataset.name, 'split': args.split,
+                        'map_info': localizer.describe()})
+    _write_report(report, args.json, args.plot, f'{dataset.name} / {args.split}')
+    print(format_table([report]))
+    return 0
+
+
+def _write_report(report, json_path, plot_path, title):
+    from neumap_ros.core.evaluation import json_safe
+    from neumap_ros.core.map_io import atomic_write_bytes
+    if json_path:
+        atomic_write_bytes(json_path, json.dumps(json_safe(report), indent=1).encode())
+    if plot_path:
+        from neumap_ros.core.plots import plot_reports
+        plot_reports([report], plot_path, title)
+
+
+def cmd_info(args) -> int:
+    """Print a map's metadata."""
+    from neumap_ros.core.localizer import map_method
+    from neumap_ros.core.feature_map import FeatureMap
+    from neumap_ros.core.neural_map import NeuralMap
+    method = map_method(args.map)
+    size = Path(args.map).stat().st_size
+    if method == 'neural':
+        neural = NeuralMap.load(args.map)
+        print(json.dumps({'method': method, 'bytes': size, 'voxels': len(neural.grid),
+                          'voxel_size': neural.grid.voxel_size,
+                          'kept_codes': neural.kept_codes,
+                          'code_precision': neural.code_precision,
+                          'decoder_hash': neural.decoder_hash,
+                          'features': neural.feature_config.to_dict(),
+                          'info': neural.info}, indent=1, default=str))
+    else:
+        features = FeatureMap.load(args.map)
+        print(json.dumps({'method': method, 'bytes': size, 'points': len(features.xyz),
+                          'frames': len(features.frame_centres),
+                          'features': features.feature_config.to_dict(),
+                          'info': features.info}, indent=1, default=str))
+    return 0
+
+
+def cmd_dataset_to_bag(args) -> int:
+    """Write a dataset split as a rosbag2 recording (images, calibration, TF, ground truth)."""
+    from neumap_ros.core.bags import dataset_to_bag
+    summary = dataset_to_bag(
+        Path(args.dataset), args.split, Path(args.out), storage=args.storage, fps=args.fps,
+        image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+        gt_topic=args.gt_topic, depth_topic=args.depth_topic or None, encoding=args.encoding,
+        camera_frame=args.camera_frame, drift=not args.no_drift,
+        image_reliable=not args.best_effort, max_frames=args.max_frames)
+    print(f'wrote {summary.path} ({summary.storage}): {summary.frames} frames over '
+          f'{summary.duration_s:.1f} s on {sorted(summary.topics.values())}')
+    return 0
+
+
+def cmd_bag_to_dataset(args) -> int:
+    """Extract a bag's posed images as a 7-Scenes-layout dataset for build-map."""
+    from neumap_ros.core.bags import bag_to_dataset
+    summary = bag_to_dataset(
+        Path(args.bag), Path(args.out), args.image_topic, args.camera_info_topic,
+        args.gt_topic, args.depth_topic, args.world_frame, args.camera_frame, args.every,
+        args.max_frames, args.split_name, args.sync_tolerance)
+    print(f'wrote {summary.frames} frames to {summary.path} (poses from {summary.pose_source}'
+          f', {summary.skipped_without_pose} skipped); build a map with: neumap build-map '
+          f'{summary.path} --split {summary.split} --out MAP')
+    return 0
+
+
+def cmd_evaluate_bag(args) -> int:
+    """Localize a bag's images offline and write the evaluate report and TUM trajectories."""
+    from neumap_ros.core.bags import evaluate_bag
+    from neumap_ros.core.evaluation import format_table
+    report = evaluate_bag(
+        Path(args.map), Path(args.bag), args.json, args.tum, args.gt_tum, args.plot,
+        args.image_topic, args.camera_info_topic, args.gt_topic, args.world_frame, args.every,
+        args.max_frames, args.device, _localizer_options(args), args.weights)
+    print(format_table([report]))
+    return 0
+
+
+def _add_bag_commands(commands) -> None:
+    to_bag = commands.add_parser('dataset-to-bag', help='write a dataset split as a rosbag2')
+    to_bag.add_argument('dataset', help='dataset folder (7-Scenes, Strecha or COLMAP layout)')
+    to_bag.add_argument('--split', default=None, help='split name or list file (default: all)')
+    to_bag.add_argument('--out', required=True, help='bag folder to create')
+    to_bag.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    to_bag.add_argument('--fps', type=float, default=10.0)
+    to_bag.add_argument('--encoding', choices=('bgr8', 'rgb8', 'mono8'), default='bgr8')
+    to_bag.add_argument('--image-topic', default='/camera/color/image_raw')
+    to_bag.add_argument('--camera-info-topic', default='/camera/color/camera_info')
+    to_bag.add_argument('--gt-topic', default='/ground_truth/camera_pose')
+    to_bag.add_argument('--depth-topic', default='', help='also write depth (16UC1 mm)')
+    to_bag.add_argument('--camera-frame', default='camera_color_optical_frame')
+    to_bag.add_argument('--no-drift', action='store_true', help='map -> odom stays identity')
+    to_bag.add_argument('--best-effort', action='store_true',
+                        help='record camera topics as offered best-effort')
+    to_bag.add_argument('--max-frames', type=int, default=0)
+    to_bag.set_defaults(handler=cmd_dataset_to_bag)
+
+    to_dataset = commands.add_parser('bag-to-dataset',
+                                     help='extract posed images of a bag for build-map')
+    to_dataset.add_argument('bag')
+    to_dataset.add_argument('--out', required=True, help='dataset folder to write')
+    to_dataset.add_argument('--image-topic', help='default: the only image topic')
+    to_dataset.add_argument('--camera-info-topic', help='default: the only CameraInfo topic')
+    to_dataset.add_argument('--gt-topic', help='PoseStamped of the camera (default: the only '
+                                               'one; "" to use TF)')
+    to_dataset.add_argument('--depth-topic', help='depth images to keep (16UC1 mm or 32FC1 m)')
+    to_dataset.add_argument('--world-frame', default='map', help='TF poses: the world frame')
+    to_dataset.add_argument('--camera-frame', help='TF poses: default the image frame_id')
+    to_dataset.add_argument('--every', type=int, default=1, help='keep every n-th image')
+    to_dataset.add_argument('--max-frames', type=int, default=0)
+    to_dataset.add_argument('--split-name', default='all')
+    to_dataset.add_argument('--sync-tolerance', type=float, default=0.0,
+                            help='seconds between image and calibration/pose stamps')
+    to_dataset.set_defaults(handler=cmd_bag_to_dataset)
+
+    evaluate = commands.add_parser('evaluate-bag',
+                                   help='localize a bag offline against a map and score it')
+    evaluate.add_argument('map')
+    evaluate.add_argument('bag')
+    evaluate.add_argument('--json', help='write the report here')
+    evaluate.add_argument('--tum', help='estimated camera trajectory (TUM, for evo)')
+    evaluate.add_argument('--gt-tum', help='ground-truth camera trajectory (TUM)')
+    evaluate.add_argument('--plot', help='write error CDFs and trajectory (PNG)')
+    evaluate.add_argument('--image-topic')
+    evaluate.add_argument('--camera-info-topic')
+    evaluate.add_argument('--gt-topic', help='default: the only PoseStamped topic, else TF')
+    evaluate.add_argument('--world-frame', default='map')
+    evaluate.add_argument('--every', type=int, default=1)
+    evaluate.add_argument('--max-frames', type=int, default=0)
+    evaluate.add_argument('--device', default='auto')
+    evaluate.add_argument('--weights', help='decoder weights the map was built with')
+    evaluate.add_argument('--max-keypoints', type=int)
+    evaluate.add_argument('--top-voxels', type=int)
+    evaluate.add_argument('--min-inliers', type=int)
+    evaluate.set_defaults(handler=cmd_evaluate_bag)
+
+
+def cmd_train(args) -> int:
+    """Pretrain the scene-agnostic decoder (single process or under torchrun)."""
+    import os
+    import time
+
+    import torch
+    from torch import distributed as dist
+
+    from neumap_ros.core.decoder_weights import save_decoder
+    from neumap_ros.core.features import FeatureConfig
+    from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
+    from neumap_ros.core.pretraining import pretrain, PretrainConfig
+    settings = _load_yaml(args.config)
+    try:
+        training = PretrainConfig.from_dict(settings.get('training', {}))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f'{args.config}: {error}')
+    data = _apply(TrainingData(), settings.get('data', {}), args.config or 'config')
+    features = _apply(FeatureConfig(), settings.get('features', {}), args.config or 'config')
+    overrides = {k: v for k, v in {'iterations': args.iterations,
+                                   'time_budget_s': args.time_budget}.items() if v is not None}
+    training = replace(training, **overrides)
+    if args.scenes is not None:
+        data = replace(data, synthetic_scenes=args.scenes)
+    distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
+    if distributed:
+        backend = 'nccl' if torch.cuda.is_available() and args.device != 'cpu' else 'gloo'
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if distributed else 0
+    try:
+        started = time.monotonic()
+        # Rank 0 renders and caches the scenes; the others then read the same cache.
+        if rank == 0:
+            scenes = training_scenes(data, features, training.decoder.codes_per_voxel,
+                                     args.cache, not args.quiet)
+        if distributed:
+            dist.barrier()
+        if rank != 0:
+            scenes = training_scenes(data, features, training.decoder.codes_per_voxel,
+                                     args.cache, False)
+        data_seconds = time.monotonic() - started
+        decoder, history = pretrain(scenes, training, args.checkpoint, not args.quiet)
+        if rank == 0:
+            info = {'training': training.to_dict(), 'data': data.to_dict(),
+                    'features': features.to_dict(), 'scenes': describe_scenes(scenes),
+                    'data_seconds': round(data_seconds, 1),
+                    'train_seconds': round(time.monotonic() - started - data_seconds, 1),
+                    'processes': dist.get_world_size() if distributed else 1,
+                    'final_loss': history[-1] if history else None}
+            digest = save_decoder(args.out, decoder, info)
+            if args.history:
+                Path(args.history).write_text(json.dumps(history))
+            print(f'wrote {args.out} (decoder {digest[:12]}) after '
+                  f'{info["train_seconds"]:.0f} s of training')
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of ``neumap``."""
+    parser = argparse.ArgumentParser(prog='neumap', description=__doc__.splitlines()[0])
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    commands = parser.add_subparsers(dest='command', required=True)
+
+    build = commands.add_parser('build-map', help='build a map from a posed dataset split')
+    build.add_argument('dataset', help='dataset folder (7-Scenes, Strecha or COLMAP layout)')
+    build.add_argument('--split', default=None, help='split name or list file (default: all)')
+    build.add_argument('--out', required=True, help='output map file (.safetensors)')
+    build.add_argument('--method', choices=('neural', 'features'), default='neural')
+    build.add_argument('--weights', help='decoder weights (default: the shipped decoder)')
+    build.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    build.add_argument('--config', help='YAML with "mapping:" and "features:" sections')
+    build.add_argument('--features', choices=('sift', 'orb'))
+    build.add_argument('--max-keypoints', type=int)
+    build.add_argument('--voxel-size', type=float)
+    build.add_argument('--iterations', type=int)
+    build.add_argument('--time-budget', type=float, help='seconds of code optimisation')
+    build.add_argument('--precision', choices=('fp32', 'fp16', 'int8'))
+    build.add_argument('--importance-l1', type=float)
+    build.add_argument('--prune-threshold', type=float)
+    build.add_argument('--finetune-iterations', type=int)
+    build.add_argument('--seed', type=int)
+    build.add_argument('--checkpoint', help='resumable checkpoint file for long mapping runs')
+    build.add_argument('--quiet', action='store_true', help='no progress bars')
+    build.set_defaults(handler=cmd_build_map)
+
+    evaluate = commands.add_parser('evaluate', help='localize a query split against a map')
+    evaluate.add_argument('map')
+    evaluate.add_argument('dataset')
+    evaluate.add_argument('--split', default=None)
+    evaluate.add_argument('--json', help='write the report here')
+    evaluate.add_argument('--plot', help='write error CDFs and trajectory (PNG)')
+    evaluate.add_argument('--device', default='auto')
+    evaluate.add_argument('--weights', help='decoder weights the map was built with')
+    evaluate.add_argument('--max-keypoints', type=int)
+    evaluate.add_argument('--top-voxels', type=int)
+    evaluate.add_argument('--min-inliers', type=int)
+    evaluate.add_argument('--quiet', action='store_true')
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    train = commands.add_parser('train', help='pretrain the scene-agnostic decoder')
+    train.add_argument('--config', default=None,
+                       help='YAML with "data:", "features:" and "training:" sections')
+    train.add_argument('--out', required=True, help='decoder weights to write (.safetensors)')
+    train.add_argument('--cache', default='build/pretrain_cache',
+                       help='folder for rendered/extracted training scenes')
+    train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
+    train.add_argument('--iterations', type=int)
+    train.add_argument('--time-budget', type=float, help='stop training after this many s')
+    train.add_argument('--scenes', type=int, help='number of synthetic scenes')
+    train.add_argument('--device', default='cpu')
+    train.add_argument('--history', help='write the loss history (JSON) here')
+    train.add_argument('--quiet', action='store_true')
+    train.set_defaults(handler=cmd_train)
+
+    info = commands.add_parser('info', help='print what a map file holds')
+    info.add_argument('map')
+    info.set_defaults(handler=cmd_info)
+
+    _add_bag_commands(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``neumap`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    from neumap_ros.core.camera import CameraError
+    from neumap_ros.core.datasets import DatasetError
+    from neumap_ros.core.features import ImageError
+    from neumap_ros.core.map_io import MapFormatError
+    try:
+        return args.handler(args)
+    except (UsageError, DatasetError, MapFormatError, CameraError, ImageError, ValueError,
+            FileNotFoundError, RuntimeError) as error:
+        print(f'neumap {args.command}: error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'neumap {args.command}: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

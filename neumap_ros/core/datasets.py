@@ -1,0 +1,233 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Posed image datasets whose layout is detected from the folder.
+
+Three layouts are understood:
+
+* ``sevenscenes``: ``frame-NNNNNN.color.{jpg,png}``, ``frame-NNNNNN.pose.txt`` (camera-to-world),
+  optional ``frame-NNNNNN.depth.png`` (uint16 mm), ``rgb-camera-intrinsics.txt`` and
+  ``split-<name>-{map,query}.txt`` files. The project's synthetic scenes use it too.
+* ``strecha``: ``images/NAME.jpg`` with ``cameras/NAME.jpg.camera`` (K, distortion, camera-to-world
+  R, centre C, size) and ``split-{map,query}.txt``.
+* ``colmap``: a sparse model (``sparse/0``, ``sparse`` or the root; text or binary) with ``images/``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import re
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from neumap_ros.core import colmap
+from neumap_ros.core.camera import PinholeCamera
+from neumap_ros.core.geometry import invert_transform, make_transform, orthonormalize_transform
+
+
+class DatasetError(ValueError):
+    """Raised when a folder is not a dataset this project can read; says what is missing."""
+
+
+# The 7-Scenes colour camera (used when a 7-Scenes folder has no intrinsics file).
+SEVEN_SCENES_DEFAULT_K = np.array([[525.0, 0.0, 320.0], [0.0, 525.0, 240.0], [0.0, 0.0, 1.0]])
+
+
+@dataclass
+class Frame:
+    """One posed image of a dataset."""
+
+    name: str
+    image_path: Path
+    T_world_camera: np.ndarray
+    camera: PinholeCamera
+    depth_path: Optional[Path] = None
+
+    def load_image(self) -> np.ndarray:
+        """BGR uint8 image; raises DatasetError if unreadable."""
+        image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f'cannot read image {self.image_path}')
+        return image
+
+    def load_depth(self) -> Optional[np.ndarray]:
+        """Depth in metres (float32, 0 = invalid), or None when the frame has none."""
+        if self.depth_path is None:
+            return None
+        raw = cv2.imread(str(self.depth_path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise DatasetError(f'cannot read depth {self.depth_path}')
+        depth = raw.astype(np.float32) / 1000.0
+        depth[(raw == 0) | (raw == 65535)] = 0.0
+        return depth
+
+
+@dataclass
+class Dataset:
+    """Frames of a scene plus named splits (lists of frame names)."""
+
+    root: Path
+    layout: str
+    frames: dict
+    splits: dict = field(default_factory=dict)
+    has_depth: bool = False
+    colmap_model: Optional[colmap.Model] = None
+
+    @property
+    def name(self) -> str:
+        """Folder name of the scene."""
+        return self.root.name
+
+    def split(self, name: Optional[str]) -> list:
+        """Frames of a split given by name, by a path to a list file, or all frames for None."""
+        if name is None or name == 'all':
+            return [self.frames[k] for k in sorted(self.frames)]
+        if name in self.splits:
+            names = self.splits[name]
+        elif Path(name).is_file():
+            names = _read_list(Path(name))
+        else:
+            raise DatasetError(f'unknown split {name!r} for {self.root}; known splits: '
+                               f'{sorted(self.splits) or "none"} (or give a list file)')
+        missing = [n for n in names if n not in self.frames]
+        if missing:
+            raise DatasetError(f'split {name!r} names {len(missing)} frames that are not in '
+                               f'{self.root}, e.g. {missing[:3]}')
+        return [self.frames[n] for n in names]
+
+
+def _read_list(path: Path) -> list:
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith('#'):
+            names.append(Path(line).stem if line.endswith(('.jpg', '.png')) else line)
+    return names
+
+
+def _read_matrix(path: Path, shape) -> np.ndarray:
+    try:
+        values = np.loadtxt(path, dtype=float)
+    except ValueError as error:
+        raise DatasetError(f'cannot parse {path}: {error}')
+    if values.size != int(np.prod(shape)) or not np.all(np.isfinite(values)):
+        raise DatasetError(f'{path} must hold {shape[0]}x{shape[1]} finite numbers')
+    return values.reshape(shape)
+
+
+def detect_layout(root: Path) -> str:
+    """Name the layout of ``root`` or raise DatasetError listing what was looked for."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f'dataset folder {root} does not exist')
+    if any(root.glob('frame-*.pose.txt')):
+        return 'sevenscenes'
+    if (root / 'images').is_dir() and (root / 'cameras').is_dir():
+        return 'strecha'
+    if colmap.find_model_dir(root) is not None:
+        return 'colmap'
+    raise DatasetError(
+        f'{root} is not a recognised dataset: expected frame-*.pose.txt (+ frame-*.color.jpg) '
+        f'files (7-Scenes layout), images/ and cameras/ folders (Strecha layout), or a COLMAP '
+        f'model (sparse/0/cameras.txt|bin, images.txt|bin, points3D.txt|bin) with images/')
+
+
+def open_dataset(root) -> Dataset:
+    """Open a dataset folder of any supported layout."""
+    root = Path(root).expanduser().resolve()
+    layout = detect_layout(root)
+    return {'sevenscenes': _open_sevenscenes, 'strecha': _open_strecha,
+            'colmap': _open_colmap}[layout](root)
+
+
+def _splits_in(root: Path, pattern: str) -> dict:
+    splits = {}
+    for path in sorted(root.glob('split-*.txt')):
+        match = re.fullmatch(pattern, path.name)
+        if match:
+            splits[match.group(1)] = _read_list(path)
+    return splits
+
+
+def _open_sevenscenes(root: Path) -> Dataset:
+    intrinsics = root / 'rgb-camera-intrinsics.txt'
+    K = _read_matrix(intrinsics, (3, 3)) if intrinsics.exists() else SEVEN_SCENES_DEFAULT_K
+    frames = {}
+    size = None
+    for pose_path in sorted(root.glob('frame-*.pose.txt')):
+        name = pose_path.name[: -len('.pose.txt')]
+        image_path = next((root / f'{name}.color.{ext}' for ext in ('jpg', 'png')
+                           if (root / f'{name}.color.{ext}').exists()), None)
+        if image_path is None:
+            raise DatasetError(f'{pose_path} has no matching {name}.color.jpg or .png')
+        if size is None:
+            probe = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+            if probe is None:
+                raise DatasetError(f'cannot read image {image_path}')
+            size = (probe.shape[1], probe.shape[0])
+        depth_path = root / f'{name}.depth.png'
+        pose = orthonormalize_transform(_read_matrix(pose_path, (4, 4)))
+        frames[name] = Frame(name, image_path, pose,
+                             PinholeCamera.from_matrix(K, size[0], size[1]),
+                             depth_path if depth_path.exists() else None)
+    has_depth = all(f.depth_path is not None for f in frames.values())
+    return Dataset(root, 'sevenscenes', frames, _splits_in(root, r'split-(.+)\.txt'), has_depth)
+
+
+def _open_strecha(root: Path) -> Dataset:
+    frames = {}
+    for camera_path in sorted((root / 'cameras').glob('*.camera')):
+        image_name = camera_path.name[: -len('.camera')]
+        image_path = root / 'images' / image_name
+        if not image_path.exists():
+            raise DatasetError(f'{camera_path} has no image {image_path}')
+        try:
+            rows = [list(map(float, line.split()))
+                    for line in camera_path.read_text().splitlines() if line.strip()]
+            K = np.array(rows[0:3])
+            distortion = rows[3]
+            R_world_camera = np.array(rows[4:7])
+            centre = np.array(rows[7])
+            width, height = int(rows[8][0]), int(rows[8][1])
+        except (ValueError, IndexError) as error:
+            raise DatasetError(f'cannot parse Strecha camera file {camera_path}: {error}')
+        name = Path(image_name).stem
+        pose = orthonormalize_transform(make_transform(R_world_camera, centre))
+        # The file's three radial terms (k1, k2, k3) in OpenCV order; all zero when undistorted.
+        opencv_distortion = ((distortion[0], distortion[1], 0.0, 0.0, distortion[2])
+                             if any(distortion) else ())
+        frames[name] = Frame(name, image_path, pose,
+                             PinholeCamera.from_matrix(K, width, height, opencv_distortion))
+    if not frames:
+        raise DatasetError(f'{root / "cameras"} holds no *.camera files')
+    splits = _splits_in(root, r'split-(.+)\.txt')
+    return Dataset(root, 'strecha', frames, splits)
+
+
+def _open_colmap(root: Path) -> Dataset:
+    model_dir = colmap.find_model_dir(root)
+    model = colmap.read_model(model_dir)
+    image_dir = root / 'images'
+    if not image_dir.is_dir():
+        raise DatasetError(f'COLMAP dataset {root} needs an images/ folder next to the model')
+    frames = {}
+    for image in model.images.values():
+        camera = colmap.to_pinhole(model.cameras[image.camera_id])
+        T_camera_world = make_transform(image.rotation_camera_world, image.translation)
+        name = Path(image.name).with_suffix('').as_posix()
+        frames[name] = Frame(name, image_dir / image.name, invert_transform(T_camera_world),
+                             camera)
+    return Dataset(root, 'colmap', frames, _splits_in(root, r'split-(.+)\.txt'),
+                   colmap_model=model)

@@ -1,0 +1,68 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Saving and loading decoder weights (safetensors + JSON metadata, never pickle)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
+from neumap_ros.core.map_io import MapFormatError, read_tensor_file, write_tensor_file
+
+WEIGHTS_KIND = 'neumap.decoder'
+FORMAT_VERSION = 1
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / 'weights' / 'decoder.safetensors'
+
+
+def save_decoder(path, decoder: NeuMapDecoder, info: dict = None) -> str:
+    """Write fp32 weights atomically; returns the decoder hash recorded in the file."""
+    tensors = {name: t.detach().to('cpu', torch.float32).numpy()
+               for name, t in decoder.state_dict().items()}
+    identity = decoder_hash(decoder)
+    write_tensor_file(path, tensors, {'kind': WEIGHTS_KIND, 'format_version': FORMAT_VERSION,
+                                      'config': decoder.config.to_dict(), 'hash': identity,
+                                      'info': info or {}})
+    return identity
+
+
+def load_decoder(path=None, device='cpu') -> tuple:
+    """Load ``(decoder, metadata)``; the default is the decoder shipped with the package."""
+    path = Path(path) if path else SHIPPED_WEIGHTS
+    tensors, meta = read_tensor_file(path, WEIGHTS_KIND, {FORMAT_VERSION})
+    try:
+        config = DecoderConfig.from_dict(meta['config'])
+    except (KeyError, TypeError, ValueError) as error:
+        raise MapFormatError(f'{path}: invalid decoder configuration ({error})')
+    decoder = NeuMapDecoder(config)
+    expected = decoder.state_dict()
+    if set(tensors) != set(expected):
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        raise MapFormatError(f'{path}: weights do not fit the decoder (missing {missing[:3]}, '
+                             f'unexpected {extra[:3]})')
+    state = {}
+    for name, reference in expected.items():
+        array = tensors[name]
+        if tuple(array.shape) != tuple(reference.shape) or array.dtype != np.float32 or \
+                not np.all(np.isfinite(array)):
+            raise MapFormatError(f'{path}: tensor {name} has shape {array.shape}/{array.dtype},'
+                                 f' expected {tuple(reference.shape)} float32 and finite')
+        state[name] = torch.from_numpy(array.copy())
+    decoder.load_state_dict(state)
+    if meta.get('hash') and meta['hash'] != decoder_hash(decoder):
+        raise MapFormatError(f'{path}: weights do not match their recorded hash (corrupt file)')
+    decoder.eval().requires_grad_(False)
+    return decoder.to(device), meta

@@ -1,0 +1,336 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Localization of one image against a map: keypoints -> 2D-3D matches -> PnP -> checked pose.
+
+:class:`NeuralLocalizer` decodes keypoints against the map's voxel codes; the
+:class:`FeatureMatchingLocalizer` baseline matches descriptors against stored ones. Both share
+the same front end (features, undistortion) and back end (PnP, covariance, acceptance tests),
+and report per-stage timings and a clear status instead of a wrong pose when evidence is weak.
+"""
+
+from dataclasses import dataclass, field, replace
+import json
+from pathlib import Path
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from neumap_ros.core.camera import CameraError, PinholeCamera
+from neumap_ros.core.decoder import decoder_hash, resolve_device
+from neumap_ros.core.decoder_weights import load_decoder
+from neumap_ros.core.feature_map import FeatureMap
+from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig, \
+    ImageError
+from neumap_ros.core.map_io import MapFormatError
+from neumap_ros.core.matching import match_descriptors
+from neumap_ros.core.neural_map import NeuralMap
+from neumap_ros.core.pnp import PnPOptions, solve_pnp
+from neumap_ros.core.retrieval import rank
+
+
+class DecoderMismatchError(MapFormatError):
+    """The map was built for another decoder than the one supplied."""
+
+
+@dataclass(frozen=True)
+class LocalizerOptions:
+    """Run-time settings; keypoint settings come from the map unless overridden."""
+
+    max_keypoints: int = 0            # 0: as in the map's feature settings
+    top_voxels: int = 8               # neural: voxels decoded per image (retrieval ranked)
+    min_membership: float = 0.5       # neural: keep predictions whose in-voxel prob. exceeds
+    matches_per_keypoint: int = 2     # neural: keep this many voxel hypotheses per keypoint
+    top_frames: int = 10              # baseline: mapping frames matched per image
+    ratio: float = 0.8                # baseline: Lowe ratio
+    min_inliers: int = 15
+    min_inlier_ratio: float = 0.0
+    max_position_std_m: float = 0.0   # reject poses less certain than this (0: no check)
+    prior_radius_m: float = 3.0       # with a pose prior: consider places within this radius
+    pnp: PnPOptions = field(default_factory=PnPOptions)
+
+
+@dataclass
+class PosePrior:
+    """Approximate camera pose (e.g. from odometry or ``initialpose``) that narrows the search."""
+
+    T_world_camera: np.ndarray
+    radius_m: Optional[float] = None
+
+
+@dataclass
+class LocalizationResult:
+    """Pose (or the reason there is none) and the evidence behind it."""
+
+    success: bool
+    status: str
+    message: str = ''
+    T_world_camera: Optional[np.ndarray] = None
+    covariance: Optional[np.ndarray] = None
+    num_keypoints: int = 0
+    num_matches: int = 0
+    num_inliers: int = 0
+    inlier_ratio: float = 0.0
+    reprojection_error_px: float = float('nan')
+    timings_ms: dict = field(default_factory=dict)
+    inlier_pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    candidates: list = field(default_factory=list)
+
+
+class _StageTimer:
+    def __init__(self):
+        self.timings = {}
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round((now - self._last) * 1000.0, 3)
+        self._last = now
+
+
+class Localizer:
+    """Shared pipeline; subclasses provide :meth:`_correspondences`."""
+
+    method = 'base'
+
+    def __init__(self, feature_config: FeatureConfig, options: LocalizerOptions):
+        if options.max_keypoints:
+            feature_config = replace(feature_config, max_keypoints=options.max_keypoints)
+        self.feature_config = feature_config
+        self.options = options
+        self.extractor = create_extractor(feature_config)
+
+    def localize(self, image: np.ndarray, camera: PinholeCamera,
+                 prior: Optional[PosePrior] = None) -> LocalizationResult:
+        """Localize one image taken by ``camera``; raises ImageError/CameraError on bad input."""
+        if not isinstance(image, np.ndarray) or image.ndim < 2:
+            raise ImageError('image must be a 2D or 3D array')
+        if (image.shape[1], image.shape[0]) != (camera.width, camera.height):
+            raise CameraError(f'image is {image.shape[1]}x{image.shape[0]} but the camera '
+                              f'is {camera.width}x{camera.height}')
+        timer = _StageTimer()
+        started = timer._last
+        features = self.extractor.extract(image)
+        pixels = camera.undistort_points(features.keypoints)
+        timer.mark('features')
+        result = LocalizationResult(False, 'too_few_keypoints', num_keypoints=len(features))
+        if len(features) < self.options.min_inliers:
+            result.message = f'only {len(features)} keypoints (image without texture?)'
+            return self._finish(result, timer, started)
+        points2d, points3d, candidates = self._correspondences(features, pixels, camera, prior,
+                                                               timer)
+        result.candidates = candidates
+        result.num_matches = len(points2d)
+        if len(points2d) < self.options.min_inliers:
+            result.status = 'too_few_matches'
+            result.message = f'{len(points2d)} 2D-3D matches, need {self.options.min_inliers}'
+            return self._finish(result, timer, started)
+        pnp = solve_pnp(points2d, points3d, camera.undistorted(), self.options.pnp)
+        timer.mark('pnp')
+        result.num_inliers = pnp.num_inliers
+        result.inlier_ratio = pnp.num_inliers / max(len(points2d), 1)
+        result.reprojection_error_px = pnp.reprojection_error_px
+        result.inlier_pixels = points2d[pnp.inliers].astype(np.float32)
+        if not pnp.success:
+            result.status, result.message = 'pnp_failed', 'PnP-RANSAC found no pose'
+        elif pnp.num_inliers < self.options.min_inliers:
+            result.status = 'too_few_inliers'
+            result.message = f'{pnp.num_inliers} inliers, need {self.options.min_inliers}'
+        elif result.inlier_ratio < self.options.min_inlier_ratio:
+            result.status = 'low_inlier_ratio'
+            result.message = (f'inlier ratio {result.inlier_ratio:.2f} below '
+                              f'{self.options.min_inlier_ratio:.2f}')
+        elif pnp.covariance is None:
+            result.status, result.message = 'degenerate', 'pose covariance is singular'
+        elif self.options.max_position_std_m > 0 and \
+                np.sqrt(np.trace(pnp.covariance[:3, :3])) > self.options.max_position_std_m:
+            result.status = 'uncertain'
+            result.message = 'position uncertainty above max_position_std_m'
+        else:
+            result.success, result.status = True, 'ok'
+            result.T_world_camera = pnp.T_world_camera
+            result.covariance = pnp.covariance
+        return self._finish(result, timer, started)
+
+    @staticmethod
+    def _finish(result, timer, started):
+        result.timings_ms = dict(timer.timings)
+        result.timings_ms['total'] = round((time.perf_counter() - started) * 1000.0, 3)
+        return result
+
+    def _correspondences(self, features, pixels, camera, prior, timer):
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Facts about the loaded map for diagnostics."""
+        raise NotImplementedError
+
+
+class NeuralLocalizer(Localizer):
+    """Decode keypoints against the codes of retrieved voxels."""
+
+    method = 'neural'
+
+    def __init__(self, neural_map: NeuralMap, decoder, device: str = 'auto',
+                 options: LocalizerOptions = LocalizerOptions(), map_bytes: int = 0):
+        super().__init__(neural_map.feature_config, options)
+        if decoder_hash(decoder) != neural_map.decoder_hash:
+            raise DecoderMismatchError(
+                'this map was built for decoder %s..., but decoder %s... is loaded; rebuild the'
+                ' map with this decoder or pass the decoder it was built with (--weights)'
+                % (neural_map.decoder_hash[:12], decoder_hash(decoder)[:12]))
+        self.map = neural_map
+        self.map_bytes = map_bytes
+        self.device = resolve_device(device)
+        self.decoder = decoder.to(self.device).eval()
+        with torch.no_grad():
+            self.cache = self.decoder.code_cache(
+                torch.from_numpy(neural_map.codes).to(self.device),
+                torch.from_numpy(neural_map.weights).to(self.device),
+                torch.from_numpy(neural_map.code_mask).to(self.device),
+                torch.from_numpy(neural_map.positions).to(self.device))
+        self.anchors = neural_map.grid.anchors.astype(np.float64)
+        self.voxel_size = neural_map.grid.voxel_size
+
+    def release(self) -> None:
+        """Free the decoder and the code cache (GPU memory on deactivate/cleanup)."""
+        self.cache = None
+        self.decoder = None
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
+
+    def describe(self) -> dict:
+        """Facts about the loaded map for diagnostics."""
+        return {'method': 'neural', 'voxels': len(self.map.grid),
+                'codes': self.map.kept_codes, 'voxel_size_m': self.voxel_size,
+                'code_precision': self.map.code_precision, 'map_bytes': self.map_bytes,
+                'device': str(self.device), 'decoder': self.map.decoder_hash[:12]}
+
+    def _candidate_voxels(self, vectors, prior):
+        count = len(self.anchors)
+        limit = min(self.options.top_voxels, count)
+        allowed = np.arange(count)
+        if prior is not None:
+            radius = prior.radius_m or self.options.prior_radius_m
+            distance = np.linalg.norm(self.anchors - prior.T_world_camera[:3, 3], axis=1)
+            near = np.flatnonzero(distance <= radius + self.voxel_size)
+            if len(near):
+                allowed = near
+        if len(allowed) <= limit:
+            return allowed
+        histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
+        best = rank(histogram, self.map.voxel_histograms[allowed], limit)
+        return allowed[best]
+
+    def _correspondences(self, features, pixels, camera, prior, timer):
+        vectors = descriptor_vectors(features.descriptors, features.kind)
+        voxels = self._candidate_voxels(vectors, prior)
+        timer.mark('retrieval')
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.device.type == 'cuda'):
+            queries = self.decoder.embed_queries(torch.from_numpy(vectors).to(self.device))
+            cache = self.cache.select(torch.from_numpy(voxels).to(self.device))
+            offsets, logits = self.decoder.decode(
+                queries.unsqueeze(0).expand(len(voxels), -1, -1), cache)
+            probabilities = torch.sigmoid(logits.float()).cpu().numpy()
+            offsets = offsets.float().cpu().numpy()
+        timer.mark('decode')
+        # Best few voxel hypotheses per keypoint; RANSAC sorts out the wrong ones.
+        keep_per_keypoint = min(self.options.matches_per_keypoint, len(voxels))
+        order = np.argsort(-probabilities, axis=0)[:keep_per_keypoint]
+        keypoint_ids = np.broadcast_to(np.arange(len(vectors)), order.shape)
+        chosen = probabilities[order, keypoint_ids] > self.options.min_membership
+        voxel_rows, keypoints = order[chosen], keypoint_ids[chosen]
+        points3d = self.anchors[voxels[voxel_rows]] + \
+            offsets[voxel_rows, keypoints].astype(np.float64) * self.voxel_size
+        timer.mark('matches')
+        return pixels[keypoints], points3d, voxels.tolist()
+
+
+class FeatureMatchingLocalizer(Localizer):
+    """Baseline: retrieve mapping frames, ratio-test match their descriptors, PnP."""
+
+    method = 'features'
+
+    def __init__(self, feature_map: FeatureMap, options: LocalizerOptions = LocalizerOptions(),
+                 map_bytes: int = 0):
+        super().__init__(feature_map.feature_config, options)
+        self.map = feature_map
+        self.map_bytes = map_bytes
+        order = np.argsort(feature_map.frame_index, kind='stable')
+        self._order = order
+        self._starts = np.searchsorted(feature_map.frame_index[order],
+                                       np.arange(len(feature_map.frame_centres) + 1))
+        self._vectors = descriptor_vectors(feature_map.descriptors,
+                                           feature_map.feature_config.kind)
+
+    def release(self) -> None:
+        """Nothing to free beyond Python objects."""
+
+    def describe(self) -> dict:
+        """Facts about the loaded map for diagnostics."""
+        return {'method': 'features', 'points': int(len(self.map.xyz)),
+                'frames': int(len(self.map.frame_centres)), 'map_bytes': self.map_bytes}
+
+    def _correspondences(self, features, pixels, camera, prior, timer):
+        vectors = descriptor_vectors(features.descriptors, features.kind)
+        frames = np.arange(len(self.map.frame_centres))
+        if prior is not None:
+            radius = prior.radius_m or self.options.prior_radius_m
+            distance = np.linalg.norm(self.map.frame_centres - prior.T_world_camera[:3, 3],
+                                      axis=1)
+            if (distance <= radius).any():
+                frames = frames[distance <= radius]
+        histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
+        chosen = frames[rank(histogram, self.map.frame_histograms[frames],
+                             self.options.top_frames)]
+        points = np.concatenate([self._order[self._starts[f]:self._starts[f + 1]]
+                                 for f in chosen])
+        timer.mark('retrieval')
+        matches = match_descriptors(vectors, self._vectors[points], self.options.ratio)
+        timer.mark('matching')
+        return (pixels[matches[:, 0]], self.map.xyz[points[matches[:, 1]]].astype(np.float64),
+                chosen.tolist())
+
+
+def map_method(path) -> str:
+    """'neural' or 'features', read from the file header without loading tensors."""
+    path = Path(path)
+    try:
+        with open(path, 'rb') as stream:
+            size = int.from_bytes(stream.read(8), 'little')
+            if size > 16 * 1024 * 1024:
+                raise ValueError('header too large')
+            header = json.loads(stream.read(size))
+        metadata = json.loads(header['__metadata__']['neumap'])
+        return {'neumap.neural_map': 'neural',
+                'neumap.feature_map': 'features'}[metadata['kind']]
+    except FileNotFoundError:
+        raise MapFormatError(f'map file {path} does not exist')
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MapFormatError(f'{path} is not a neumap_ros map ({error})')
+
+
+def load_localizer(path, device: str = 'auto', options: LocalizerOptions = LocalizerOptions(),
+                   weights=None) -> Localizer:
+    """Open a map file of either kind and return a ready localizer."""
+    method = map_method(path)
+    size = Path(path).stat().st_size
+    if method == 'features':
+        return FeatureMatchingLocalizer(FeatureMap.load(path), options, size)
+    neural_map = NeuralMap.load(path)
+    decoder, _ = load_decoder(weights)
+    return NeuralLocalizer(neural_map, decoder, device, options, size)

@@ -1,0 +1,109 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Safe, atomic storage of tensors plus JSON metadata in one safetensors file.
+
+Maps and decoder weights use this format: plain arrays and a JSON document in the safetensors
+header. Reading never executes code; every file is checked before use. Writing goes to a
+temporary file in the target folder, is flushed to disk, and is renamed over the target, so a
+crash never leaves a half-written map behind.
+"""
+
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+
+METADATA_KEY = 'neumap'
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+class MapFormatError(ValueError):
+    """Raised for files that are not valid maps/weights of the expected kind and version."""
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(handle, 'wb') as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def write_tensor_file(path, tensors: dict, metadata: dict) -> int:
+    """Store numpy ``tensors`` and JSON ``metadata``; returns the file size in bytes."""
+    arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    data = save(arrays, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def read_tensor_file(path, kind: str, supported_versions) -> tuple:
+    """Load ``(tensors, metadata)`` from a file of the given ``kind``, validating its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise MapFormatError(f'{path} does not exist or is not a file')
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise MapFormatError(f'{path} is truncated ({len(data)} bytes)')
+    header_size = int.from_bytes(data[:8], 'little')
+    if header_size > MAX_HEADER_BYTES or 8 + header_size > len(data):
+        raise MapFormatError(f'{path} has an invalid or truncated header')
+    try:
+        header = json.loads(data[8:8 + header_size])
+        metadata = json.loads(header.get('__metadata__', {}).get(METADATA_KEY, 'null'))
+    except (ValueError, AttributeError, TypeError) as error:
+        raise MapFormatError(f'{path} has an unreadable header: {error}')
+    if not isinstance(metadata, dict):
+        raise MapFormatError(f'{path} is not a neumap_ros file (no "{METADATA_KEY}" metadata)')
+    if metadata.get('kind') != kind:
+        raise MapFormatError(f'{path} holds a {metadata.get("kind")!r}, expected {kind!r}')
+    if metadata.get('format_version') not in supported_versions:
+        raise MapFormatError(f'{path} has format version {metadata.get("format_version")!r}; '
+                             f'this build reads {sorted(supported_versions)}')
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as error:
+        raise MapFormatError(f'{path} is corrupt: {error}')
+    return tensors, metadata
+
+
+def require(tensors: dict, name: str, shape: tuple, dtypes, path='map') -> np.ndarray:
+    """Fetch a tensor and check its shape (None = any size) and dtype; reject NaN/inf."""
+    if name not in tensors:
+        raise MapFormatError(f'{path} lacks tensor {name!r}')
+    array = tensors[name]
+    if array.dtype not in [np.dtype(d) for d in dtypes]:
+        raise MapFormatError(f'{path}: tensor {name!r} has dtype {array.dtype}, '
+                             f'expected one of {[str(np.dtype(d)) for d in dtypes]}')
+    if len(shape) != array.ndim or any(s is not None and s != a
+                                       for s, a in zip(shape, array.shape)):
+        raise MapFormatError(f'{path}: tensor {name!r} has shape {array.shape}, '
+                             f'expected {shape}')
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise MapFormatError(f'{path}: tensor {name!r} contains NaN or infinite values')
+    return array

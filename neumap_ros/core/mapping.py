@@ -1,0 +1,258 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Codes-only mapping: optimise a new scene's codes while the decoder stays frozen.
+
+Steps: voxelise the mapping points, initialise each voxel's codes from clustered keypoint
+statistics, optimise codes (and their importance weights, with an optional L1 penalty that
+drives redundant codes to zero), prune codes whose weight fell below a threshold, fine-tune the
+survivors, and build the retrieval index. Progress, a seed, an iteration/time budget and
+resumable checkpoints are built in.
+"""
+
+from dataclasses import asdict, dataclass
+import logging
+from pathlib import Path
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from neumap_ros.core.decoder import decoder_hash, NeuMapDecoder
+from neumap_ros.core.features import FeatureConfig
+from neumap_ros.core.map_io import atomic_write_bytes
+from neumap_ros.core.neural_map import NeuralMap
+from neumap_ros.core.observations import Observations
+from neumap_ros.core.retrieval import document_histograms, train_vocabulary
+from neumap_ros.core.tracks import build_tracks
+from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
+    VoxelSamples
+from neumap_ros.core.voxels import build_voxel_grid
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class MappingConfig:
+    """Settings of codes-only mapping (see README for how the defaults were chosen)."""
+
+    voxel_size: float = 1.0
+    min_points_per_voxel: int = 100
+    min_frames_per_voxel: int = 3
+    iterations: int = 1500
+    time_budget_s: float = 0.0        # 0: no limit; otherwise stop optimising after this long
+    voxels_per_batch: int = 16
+    positives_per_voxel: int = 96
+    negatives_per_voxel: int = 64
+    learning_rate: float = 3e-3
+    importance_l1: float = 0.0        # L1 weight on code importances (enables pruning)
+    prune_threshold: float = 0.0      # prune codes whose |weight| is below this (0: no pruning)
+    finetune_iterations: int = 0
+    code_precision: str = 'fp16'
+    vocabulary_size: int = 256
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (stored in the map's info)."""
+        return asdict(self)
+
+
+class CodeOptimizer:
+    """
+    Per-voxel code residuals, positions and importance weights, optimised with SparseAdam.
+
+    Only the voxels of a batch get gradients; SparseAdam updates just those rows, so voxels
+    that were not sampled are left exactly as they were.
+    """
+
+    def __init__(self, initial_codes: torch.Tensor, positions: torch.Tensor,
+                 code_mask: torch.Tensor, lr: float):
+        self.initial = initial_codes                     # (V, K, L, C)
+        self.mask = code_mask                            # (V, K)
+        voxels, slots, layers = initial_codes.shape[:3]
+        self.delta = torch.nn.Embedding(voxels, initial_codes[0].numel(), sparse=True)
+        torch.nn.init.zeros_(self.delta.weight)
+        self.positions = torch.nn.Embedding.from_pretrained(
+            positions.reshape(voxels, -1).clone(), freeze=False, sparse=True)
+        self.importance = torch.nn.Embedding(voxels, slots * layers, sparse=True)
+        torch.nn.init.ones_(self.importance.weight)
+        self.optimizer = torch.optim.SparseAdam(
+            [self.delta.weight, self.positions.weight, self.importance.weight], lr=lr)
+
+    def codes(self, voxels: torch.Tensor) -> tuple:
+        """Codes (B, K, L, C), weights (B, K, L) and positions (B, K, 3) of some voxels."""
+        shape = self.initial.shape[1:]
+        codes = self.initial[voxels] + self.delta(voxels).view(-1, *shape)
+        weights = self.importance(voxels).view(-1, *shape[:2])
+        positions = self.positions(voxels).view(-1, shape[0], 3)
+        return codes, weights, positions
+
+    def all_codes(self) -> tuple:
+        """Final codes, weights and positions of every voxel (numpy)."""
+        with torch.no_grad():
+            codes, weights, positions = self.codes(torch.arange(self.initial.shape[0]))
+        return codes.numpy(), weights.numpy(), positions.numpy()
+
+    def state_dict(self) -> dict:
+        """Tensors for a resumable checkpoint."""
+        return {'delta': self.delta.weight.detach().clone(),
+                'positions': self.positions.weight.detach().clone(),
+                'importance': self.importance.weight.detach().clone(),
+                'mask': self.mask.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` (optimiser moments restart, which is harmless)."""
+        with torch.no_grad():
+            self.delta.weight.copy_(state['delta'])
+            self.positions.weight.copy_(state['positions'])
+            self.importance.weight.copy_(state['importance'])
+        self.mask = state['mask'].clone()
+
+
+def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimizer,
+              config: MappingConfig, iterations: int, start: int, deadline: Optional[float],
+              rng: np.random.Generator, progress: bool, label: str,
+              checkpoint=None) -> int:
+    voxels = len(samples.grid)
+    bar = tqdm(range(start, iterations), desc=label, unit='it', disable=not progress,
+               initial=start, total=iterations)
+    step = start
+    for step in bar:
+        if deadline is not None and time.monotonic() > deadline:
+            LOG.info('%s: time budget reached after %d iterations', label, step)
+            break
+        chosen = rng.choice(voxels, min(config.voxels_per_batch, voxels), replace=False)
+        batch = sample_batch(samples, chosen, config.positives_per_voxel,
+                             config.negatives_per_voxel, rng)
+        voxel_codes, weights, positions = codes.codes(batch.voxels)
+        offsets, logits, attention = decoder(batch.vectors, voxel_codes, weights,
+                                             codes.mask[batch.voxels], positions,
+                                             return_attention=True)
+        loss, parts = decoding_loss(offsets, logits, batch, attention)
+        if config.importance_l1 > 0:
+            loss = loss + config.importance_l1 * weights.abs().mean()
+        codes.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        codes.optimizer.step()
+        if step % 25 == 0:
+            bar.set_postfix(coord=f'{parts["coordinate"]:.3f}', bce=f'{parts["membership"]:.3f}')
+        if checkpoint is not None and step > start and step % 250 == 0:
+            checkpoint(step)
+    else:
+        step = iterations
+    return step
+
+
+def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
+                     feature_config: FeatureConfig, config: MappingConfig = MappingConfig(),
+                     progress: bool = True, checkpoint_path=None,
+                     info: Optional[dict] = None) -> NeuralMap:
+    """Map a scene with a frozen decoder. ``checkpoint_path`` makes the run resumable."""
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    decoder = decoder.to('cpu').eval().requires_grad_(False)
+    if observations.feature_kind != feature_config.kind:
+        raise ValueError('observations and feature settings disagree on the feature kind')
+    valid = observations.valid
+    if valid.sum() < config.min_points_per_voxel:
+        raise ValueError(f'only {int(valid.sum())} keypoints have 3D points: too few to map')
+    grid = build_voxel_grid(observations.xyz[valid], observations.frame_index[valid],
+                            config.voxel_size, config.min_points_per_voxel,
+                            config.min_frames_per_voxel)
+    if len(grid) == 0:
+        raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
+                         'increase voxel_size')
+    tracks = build_tracks(observations)
+    samples = landmark_samples(observations, grid, decoder.config.codes_per_voxel, tracks,
+                               seed=config.seed)
+    grid = samples.grid
+    LOG.info('mapping %d voxels from %d points', len(grid), samples.num_points)
+    with torch.no_grad():
+        initial = decoder.initial_codes(samples.landmark_vectors, samples.landmark_offsets)
+    codes = CodeOptimizer(initial, samples.landmark_offsets, samples.landmark_valid.clone(),
+                          config.learning_rate)
+
+    stage, step = 'optimise', 0
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=True)
+        if state.get('config') == str(config.to_dict()) and \
+                state.get('voxels') == len(grid):
+            codes.load_state_dict(state)
+            stage, step = state['stage'], int(state['step'])
+            LOG.info('resuming mapping from %s (%s, step %d)', checkpoint_path, stage, step)
+        else:
+            LOG.warning('ignoring checkpoint %s: built with other settings', checkpoint_path)
+
+    def save_checkpoint(current_step, current_stage=None):
+        if checkpoint_path is None:
+            return
+        import io
+        buffer = io.BytesIO()
+        torch.save(dict(codes.state_dict(), stage=current_stage or stage, step=current_step,
+                        config=str(config.to_dict()), voxels=len(grid)), buffer)
+        atomic_write_bytes(checkpoint_path, buffer.getvalue())
+
+    deadline = started + config.time_budget_s if config.time_budget_s > 0 else None
+    if stage == 'optimise':
+        step = _optimise(decoder, samples, codes, config, config.iterations, step, deadline, rng,
+                         progress, 'codes', save_checkpoint)
+        if config.prune_threshold > 0:
+            _prune(codes, config.prune_threshold)
+        stage, step = 'finetune', 0
+        save_checkpoint(0, 'finetune')
+    if stage == 'finetune' and config.finetune_iterations > 0:
+        _optimise(decoder, samples, codes, config, config.finetune_iterations, step, deadline,
+                  rng, progress, 'finetune', save_checkpoint)
+
+    final_codes, final_weights, final_positions = codes.all_codes()
+    final_codes[~codes.mask.numpy()] = 0.0
+    vocabulary, histograms = _retrieval_index(samples, config)
+    details = dict(info or {})
+    details.update({'mapping_config': config.to_dict(),
+                    'mapping_seconds': round(time.monotonic() - started, 2),
+                    'mapping_frames': len(observations.frame_names),
+                    'mapping_points': samples.num_points})
+    if checkpoint_path is not None and checkpoint_path.exists():
+        checkpoint_path.unlink()
+    return NeuralMap(grid, final_codes, final_weights, codes.mask.numpy().copy(),
+                     final_positions, vocabulary, histograms, decoder.config,
+                     decoder_hash(decoder), feature_config, details, config.code_precision)
+
+
+def _prune(codes: CodeOptimizer, threshold: float) -> None:
+    """Drop code slots whose importance fell below ``threshold`` in every layer."""
+    with torch.no_grad():
+        weights = codes.importance.weight.view(*codes.mask.shape, -1).abs().amax(dim=2)
+        keep = codes.mask & (weights >= threshold)
+        strongest = torch.where(codes.mask, weights, torch.full_like(weights, -1)).argmax(dim=1)
+        keep.scatter_(1, strongest.unsqueeze(1), True)
+        before = int(codes.mask.sum())
+        codes.mask = keep
+    LOG.info('pruned %d of %d codes (threshold %.3g)', before - int(keep.sum()), before,
+             threshold)
+
+
+def _retrieval_index(samples: VoxelSamples, config: MappingConfig) -> tuple:
+    """Vocabulary plus one tf-idf histogram per voxel, from the voxel's positives."""
+    members = np.concatenate(samples.positives)
+    owners = np.concatenate([np.full(len(p), v) for v, p in enumerate(samples.positives)])
+    vectors = samples.vectors.numpy()[members]
+    vocabulary = train_vocabulary(vectors, owners, config.vocabulary_size, seed=config.seed)
+    histograms = document_histograms(vocabulary, vocabulary.assign(vectors), owners,
+                                     len(samples.grid))
+    return vocabulary, histograms

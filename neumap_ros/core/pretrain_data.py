@@ -1,0 +1,133 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Training scenes for decoder pretraining, generated here: nothing is downloaded.
+
+Procedural scenes (:mod:`synthetic`) are rendered with exact depth and poses, described with
+the same keypoints as real images, and turned into per-voxel training samples. Real posed
+datasets can be added by path. Each scene's observations and tracks are cached as ``.npz``.
+"""
+
+from dataclasses import asdict, dataclass, field
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from neumap_ros.core.datasets import open_dataset
+from neumap_ros.core.features import create_extractor, FeatureConfig
+from neumap_ros.core.observations import assemble_observations, collect_observations, \
+    load_observations, observe_frame, save_observations
+from neumap_ros.core.synthetic.dataset import iter_scene_frames, scene_kind_for_seed
+from neumap_ros.core.synthetic.trajectory import default_camera
+from neumap_ros.core.tracks import build_tracks
+from neumap_ros.core.training import landmark_samples
+from neumap_ros.core.voxels import build_voxel_grid
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """Which scenes pretraining learns from."""
+
+    synthetic_scenes: int = 48
+    first_seed: int = 1000
+    frames_per_scene: int = 160
+    width: int = 640
+    height: int = 480
+    indoor_share: float = 0.65
+    voxel_size_indoor: float = 1.0
+    voxel_size_outdoor: float = 4.0
+    # Real posed datasets: list of {'dataset': path, 'split': name, 'voxel_size': metres}.
+    real: list = field(default_factory=list)
+    min_points_per_voxel: int = 100
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (goes into the model card)."""
+        return asdict(self)
+
+
+def synthetic_observations(seed: int, kind: str, data: TrainingData,
+                           features: FeatureConfig):
+    """Render one procedural scene and describe its frames like real images."""
+    extractor = create_extractor(features)
+    camera = default_camera(data.width, data.height)
+    per_frame, poses, names = [], [], []
+    for index, frame in enumerate(iter_scene_frames(seed, data.frames_per_scene, data.width,
+                                                    data.height, kind=kind)):
+        per_frame.append(observe_frame(extractor, frame.color, camera, frame.T_world_camera,
+                                       frame.depth))
+        poses.append(frame.T_world_camera)
+        names.append(f'frame-{index:06d}')
+    return assemble_observations(features.kind, names, per_frame, poses,
+                                 [camera] * len(per_frame))
+
+
+def load_scene(cache_dir: Path, key: str, make):
+    """Observations and tracks from the cache, made (and cached) on first use."""
+    path = Path(cache_dir) / f'{key}.npz'
+    if path.exists():
+        observations, extra = load_observations(path)
+        return observations, extra['tracks']
+    observations = make()
+    tracks = build_tracks(observations)
+    save_observations(path, observations, {'tracks': tracks})
+    return observations, tracks
+
+
+def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_voxel: int,
+                    cache_dir, progress: bool = True) -> list:
+    """Per-voxel samples of every configured scene, generating missing ones."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for offset in range(data.synthetic_scenes):
+        seed = data.first_seed + offset
+        kind = scene_kind_for_seed(seed, data.indoor_share)
+        voxel = data.voxel_size_indoor if kind == 'indoor' else data.voxel_size_outdoor
+        key = (f'synthetic-{kind}-{seed}-{data.frames_per_scene}-{data.width}x{data.height}-'
+               f'{features.kind}{features.max_keypoints}')
+        jobs.append((key, voxel, lambda s=seed, k=kind: synthetic_observations(s, k, data,
+                                                                              features)))
+    for entry in data.real:
+        dataset = open_dataset(entry['dataset'])
+        split = entry.get('split')
+        key = f'real-{dataset.name}-{split}-{features.kind}{features.max_keypoints}'
+        jobs.append((key, float(entry.get('voxel_size', data.voxel_size_indoor)),
+                     lambda d=dataset, s=split: collect_observations(d, d.split(s), features,
+                                                                     progress=False)))
+    scenes = []
+    for key, voxel_size, make in tqdm(jobs, desc='scenes', unit='scene', disable=not progress):
+        observations, tracks = load_scene(cache_dir, key, make)
+        valid = observations.valid
+        if valid.sum() < data.min_points_per_voxel:
+            LOG.warning('skipping scene %s: too few 3D points', key)
+            continue
+        grid = build_voxel_grid(observations.xyz[valid], observations.frame_index[valid],
+                                voxel_size, data.min_points_per_voxel)
+        if len(grid) == 0:
+            LOG.warning('skipping scene %s: no voxel with enough support', key)
+            continue
+        scenes.append(landmark_samples(observations, grid, landmarks_per_voxel, tracks))
+    return scenes
+
+
+def describe_scenes(scenes: list) -> dict:
+    """Counts for the model card."""
+    return {'scenes': len(scenes), 'voxels': int(sum(len(s.grid) for s in scenes)),
+            'keypoints_with_3d': int(sum(s.num_points for s in scenes)),
+            'landmarks': int(sum(int(s.landmark_valid.sum()) for s in scenes))}
+

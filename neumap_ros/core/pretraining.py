@@ -1,0 +1,261 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Auto-decoder pretraining: one shared decoder, per-scene codes, learned jointly.
+
+Every step draws a global batch of voxels (from all scenes) with a seeded generator, so the
+same run gives the same batches on one process or on N DistributedDataParallel ranks (rank r
+takes slots r, r+N, ...). Decoder gradients are averaged by DDP; the sparse gradients of the
+per-scene code residuals are gathered and averaged by hand so every rank keeps identical codes.
+"""
+
+from dataclasses import asdict, dataclass, field
+import io
+import logging
+from pathlib import Path
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from tqdm import tqdm
+
+from neumap_ros.core.decoder import DecoderConfig, NeuMapDecoder
+from neumap_ros.core.map_io import atomic_write_bytes
+from neumap_ros.core.training import Batch, decoding_loss, sample_batch
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """Optimisation settings of ``neumap train``."""
+
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    iterations: int = 20000
+    time_budget_s: float = 0.0
+    voxels_per_batch: int = 16
+    positives_per_voxel: int = 96
+    negatives_per_voxel: int = 64
+    decoder_lr: float = 1e-3
+    code_lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 500
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    # Per-scene code residuals (a true auto-decoder). Off by default: codes then come from the
+    # initialiser alone, which forces it to produce good codes for any new scene.
+    code_residuals: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form."""
+        data = asdict(self)
+        data['decoder'] = self.decoder.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'PretrainConfig':
+        """From a parsed config file; unknown keys are an error (typos must not pass)."""
+        data = dict(data)
+        decoder = DecoderConfig.from_dict(data.pop('decoder', {}))
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f'unknown training settings {sorted(unknown)}')
+        return cls(decoder=decoder, **data)
+
+
+class TrainingModel(torch.nn.Module):
+    """Decoder plus the code residuals of all scenes: what one training step differentiates."""
+
+    def __init__(self, decoder: NeuMapDecoder, statistics: tuple, use_residuals: bool = True):
+        super().__init__()
+        self.decoder = decoder
+        self.use_residuals = use_residuals
+        vectors, offsets, valid = statistics
+        self.register_buffer('centroid_vectors', vectors)
+        self.register_buffer('centroid_offsets', offsets)
+        self.register_buffer('code_mask', valid.clone())
+        config = decoder.config
+        self.residuals = torch.nn.Embedding(
+            len(vectors), config.codes_per_voxel * config.layers * config.code_dim, sparse=True)
+        torch.nn.init.zeros_(self.residuals.weight)
+        self.residuals.weight.requires_grad_(use_residuals)
+
+    def forward(self, voxels, vectors):
+        """Offsets and logits of keypoint vectors (B, N, D) against global voxel ids (B,)."""
+        config = self.decoder.config
+        codes = self.decoder.initial_codes(self.centroid_vectors[voxels],
+                                           self.centroid_offsets[voxels])
+        if self.use_residuals:
+            codes = codes + self.residuals(voxels).view(
+                -1, config.codes_per_voxel, config.layers, config.code_dim)
+        weights = torch.ones(codes.shape[:3], dtype=codes.dtype, device=codes.device)
+        return self.decoder(vectors, codes, weights, self.code_mask[voxels],
+                            self.centroid_offsets[voxels], return_attention=True)
+
+
+def scene_statistics(scenes: list) -> tuple:
+    """Code-initialiser inputs (landmarks) of every voxel of every scene, concatenated."""
+    return (torch.cat([s.landmark_vectors for s in scenes]),
+            torch.cat([s.landmark_offsets for s in scenes]),
+            torch.cat([s.landmark_valid for s in scenes]))
+
+
+class _GlobalSampler:
+    """Deterministic batches over (scene, voxel) pairs, independent of the process layout."""
+
+    def __init__(self, scenes: list, config: PretrainConfig):
+        self.scenes = scenes
+        self.config = config
+        self.scene_of = np.concatenate([np.full(len(s.grid), i) for i, s in enumerate(scenes)])
+        self.local_of = np.concatenate([np.arange(len(s.grid)) for s in scenes])
+
+    def batch(self, step: int, rank: int, world: int):
+        rng = np.random.default_rng([self.config.seed, step])
+        total = len(self.scene_of)
+        chosen = rng.choice(total, min(self.config.voxels_per_batch, total), replace=False)
+        mine = chosen[rank::world]
+        vectors, offsets, slots, labels = [], [], [], []
+        for slot, voxel in zip(range(rank, len(chosen), world), mine):
+            scene = self.scenes[self.scene_of[voxel]]
+            slot_rng = np.random.default_rng([self.config.seed, step, int(slot)])
+            part = sample_batch(scene, np.array([self.local_of[voxel]]),
+                                self.config.positives_per_voxel,
+                                self.config.negatives_per_voxel, slot_rng)
+            vectors.append(part.vectors)
+            offsets.append(part.target_offsets)
+            slots.append(part.target_slots)
+            labels.append(part.labels)
+        return Batch(torch.from_numpy(mine.astype(np.int64)), torch.cat(vectors),
+                     torch.cat(offsets), torch.cat(slots), torch.cat(labels),
+                     self.config.positives_per_voxel)
+
+
+def _average_sparse_grad(parameter: torch.nn.Parameter, world: int) -> None:
+    """All-gather a sparse embedding gradient so every rank applies the same update."""
+    grad = parameter.grad.coalesce()
+    indices, values = grad.indices()[0], grad.values()
+    gathered_indices = [torch.empty_like(indices) for _ in range(world)]
+    gathered_values = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(gathered_indices, indices)
+    dist.all_gather(gathered_values, values)
+    merged = torch.sparse_coo_tensor(torch.cat(gathered_indices).unsqueeze(0),
+                                     torch.cat(gathered_values) / world, grad.shape)
+    parameter.grad = merged.coalesce()
+
+
+def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progress: bool = True,
+             decoder: Optional[NeuMapDecoder] = None, log_every: int = 50) -> tuple:
+    """Train decoder and per-scene codes jointly; returns ``(decoder, history)``.
+
+    Runs under ``torchrun`` too: when a process group is initialised, the batch is split over
+    ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes).
+    """
+    if not scenes or any(len(s.grid) == 0 for s in scenes):
+        raise ValueError('pretraining needs scenes with at least one voxel each')
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    if config.voxels_per_batch % world:
+        raise ValueError(f'voxels_per_batch ({config.voxels_per_batch}) must be divisible by '
+                         f'the number of processes ({world})')
+    torch.manual_seed(config.seed)
+    decoder = decoder or NeuMapDecoder(config.decoder)
+    model = TrainingModel(decoder.train(), scene_statistics(scenes), config.code_residuals)
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    dense = [p for n, p in model.named_parameters() if not n.startswith('residuals')]
+    decoder_optimizer = torch.optim.AdamW(dense, lr=config.decoder_lr,
+                                          weight_decay=config.weight_decay, foreach=True)
+    code_optimizer = torch.optim.SparseAdam([model.residuals.weight], lr=config.code_lr)
+    sampler = _GlobalSampler(scenes, config)
+    history, start = [], 0
+
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(state['model'])
+        decoder_optimizer.load_state_dict(state['decoder_optimizer'])
+        code_optimizer.load_state_dict(state['code_optimizer'])
+        start, history = int(state['step']), list(state['history'])
+        LOG.info('resumed pretraining at step %d from %s', start, checkpoint_path)
+
+    def save(step):
+        if checkpoint_path is None or rank != 0:
+            return
+        buffer = io.BytesIO()
+        torch.save({'model': model.state_dict(),
+                    'decoder_optimizer': decoder_optimizer.state_dict(),
+                    'code_optimizer': code_optimizer.state_dict(), 'step': step,
+                    'history': history}, buffer)
+        atomic_write_bytes(checkpoint_path, buffer.getvalue())
+
+    deadline = time.monotonic() + config.time_budget_s if config.time_budget_s > 0 else None
+    bar = tqdm(range(start, config.iterations), desc='pretrain', unit='it', initial=start,
+               total=config.iterations, disable=not progress or rank != 0)
+    step = start
+    running = []
+    for step in bar:
+        if deadline is not None and _stop_agreed(time.monotonic() > deadline, distributed):
+            break
+        scale = min(1.0, (step + 1) / max(config.warmup_iterations, 1))
+        for group in decoder_optimizer.param_groups:
+            group['lr'] = config.decoder_lr * scale
+        batch = sampler.batch(step, rank, world)
+        voxels_per_rank = len(batch.voxels)
+        rows = config.positives_per_voxel + config.negatives_per_voxel
+        offsets, logits, attention = wrapped(batch.voxels,
+                                             batch.vectors.view(voxels_per_rank, rows, -1))
+        loss, parts = decoding_loss(offsets, logits, batch, attention)
+        decoder_optimizer.zero_grad(set_to_none=True)
+        code_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if distributed and model.use_residuals:
+            _average_sparse_grad(model.residuals.weight, world)
+        torch.nn.utils.clip_grad_norm_(dense, config.grad_clip)
+        decoder_optimizer.step()
+        if model.use_residuals:
+            code_optimizer.step()
+        running.append([parts['coordinate'], parts['membership']])
+        if (step + 1) % log_every == 0:
+            mean = np.mean(running, axis=0)
+            history.append([step + 1, float(mean[0]), float(mean[1])])
+            running = []
+            bar.set_postfix(coord=f'{mean[0]:.3f}', bce=f'{mean[1]:.3f}')
+            if not progress and rank == 0:
+                LOG.info('step %d: coordinate %.4f membership %.4f', step + 1, mean[0], mean[1])
+        if (step + 1) % config.checkpoint_every == 0:
+            save(step + 1)
+    else:
+        step = config.iterations
+    save(step)
+    return decoder.eval(), history
+
+
+def _stop_agreed(local_stop: bool, distributed: bool) -> bool:
+    """Every rank stops at the same step (rank 0's clock decides)."""
+    if not distributed:
+        return local_stop
+    flag = torch.tensor([1 if local_stop else 0])
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def samples_fingerprint(scenes: list) -> str:
+    """Short description of the training data for the model card."""
+    voxels = sum(len(s.grid) for s in scenes)
+    points = sum(s.num_points for s in scenes)
+    return f'{len(scenes)} scenes, {voxels} voxels, {points} keypoints with 3D points'
+

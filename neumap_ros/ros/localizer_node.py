@@ -1,0 +1,906 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The NeuMap localizer as a ROS 2 lifecycle node (``localizer_node``).
+
+Lifecycle (as nav2's amcl):
+
+* configure: read and check the parameters, load the map (FAILURE, and the node stays
+  unconfigured, on a missing or bad map), create the publishers.
+* activate: subscribe to ``image`` (or ``image/compressed``) + ``camera_info``, ``/tf``,
+  ``/tf_static`` and ``initialpose``; offer ``~/relocalize`` and ``~/load_map``; start the worker.
+* deactivate / cleanup: stop and release everything (``Localizer.release()``).
+
+Inputs are paired by stamp and only the newest pair is kept: the worker thread localizes the
+freshest frame and frames that arrive meanwhile replace the pending one (counted as dropped),
+so the node never works through a backlog of stale frames, whatever the queue depths.
+
+Outputs, all stamped with the image stamp:
+
+* ``~/pose`` (PoseWithCovarianceStamped in ``map_frame``): the ``base_frame`` pose when the
+  base -> camera transform is known (covariance propagated over the lever arm), else the camera
+  pose. Nothing is published for a failed frame; the reason goes to diagnostics.
+* TF (``tf_mode``): ``map -> odom`` computed with odom -> camera at the image stamp (REP-105,
+  as amcl; future-dated by ``transform_tolerance`` and republished between fixes), or
+  ``map -> base_link`` / ``map -> camera`` for robots without odometry.
+* ``/diagnostics``: state, map, rates, success rate, latency per stage, dropped and rejected
+  inputs, and an OK/WARN/ERROR verdict with its reason.
+* optional ``~/debug_image`` (inliers drawn) and ``~/map_cloud`` (map points, latched).
+
+``~/load_map`` is a std_srvs/Trigger: it (re)loads the file named by the ``map_path``
+parameter, so switching maps at run time is ``ros2 param set`` followed by the call; the old
+map stays in use when the new one fails to load. ``~/relocalize`` makes the next frame ignore
+any pose prior (global relocalization).
+"""
+
+from dataclasses import dataclass
+import math
+import threading
+import time
+import traceback
+from typing import Optional
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseWithCovarianceStamped
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+import rclpy
+from rclpy.clock import Clock, ClockType, JumpThreshold
+from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from neumap_ros.core.camera import CameraError
+from neumap_ros.core.features import ImageError
+from neumap_ros.core.geometry import invert_transform, pose_covariance_with_lever_arm
+from neumap_ros.core.localization_stats import HealthThresholds, Level, LocalizationStats
+from neumap_ros.core.stamp_sync import StampSynchronizer
+from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
+from neumap_ros.ros.image_conversion import camera_info_to_camera, check_size, \
+    compressed_to_numpy, image_to_numpy, numpy_to_image
+from neumap_ros.ros.msg_conversions import covariance_from_msg, make_pose_with_covariance, \
+    make_transform_stamped, NS_PER_S, pose_to_matrix, stamp_to_ns, transform_to_matrix
+
+NODE_NAME = 'localizer_node'
+
+DEVICES = ('auto', 'cpu', 'cuda')
+TF_MODES = ('odom', 'base', 'camera')
+IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
+TRANSPORTS = ('raw', 'compressed')
+
+# name -> (default, description); declared in the constructor so that YAML files and
+# `ros2 param set` can provide them before configure, as nav2 nodes do.
+PARAMETERS = {
+    'map_path': ('', 'map file (.safetensors) loaded on configure and by ~/load_map'),
+    'weights': ('', 'decoder weights a neural map was built with (empty: shipped decoder)'),
+    'device': ('auto', 'auto, cpu or cuda'),
+    'max_keypoints': (0, 'keypoints per image (0: as the map was built)'),
+    'top_voxels': (8, 'neural maps: voxels decoded per image'),
+    'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
+    'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
+    'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),
+    'use_pose_prior': (True, 'search near the last pose (faster, fewer confusions)'),
+    'prior_radius': (3.0, 'radius (m) searched around a pose prior'),
+    'prior_timeout': (5.0, 'seconds after which the last pose is no longer used as a prior'),
+    'relocalize_after_failures': (5, 'drop the prior after this many failures in a row'),
+    'map_frame': ('map', 'frame of the map and of published poses'),
+    'odom_frame': ('odom', 'odometry frame (tf_mode odom)'),
+    'base_frame': ('base_link', 'robot base frame (empty: publish camera poses)'),
+    'camera_frame': ('', 'camera optical frame (empty: the image header frame_id)'),
+    'tf_broadcast': (True, 'publish the localization as a transform'),
+    'tf_mode': ('odom', 'odom: map->odom (REP-105); base: map->base; camera: map->camera'),
+    'transform_tolerance': (0.5, 'seconds the published transform is future-dated by'),
+    'tf_republish_rate': (10.0, 'Hz at which the last map->odom is republished (0: off)'),
+    'tf_lookup_timeout': (0.2, 'seconds to wait for TF at the image stamp'),
+    'tf_cache_time': (10.0, 'seconds of TF history kept'),
+    'image_transport': ('raw', 'raw (sensor_msgs/Image) or compressed (image/compressed)'),
+    'image_qos': ('sensor_data', 'sensor_data (best effort, matches any camera), reliable, '
+                                 'system_default'),
+    'image_queue_depth': (1, 'subscription depth of image and camera_info'),
+    'sync_tolerance': (0.0, 'largest image/camera_info stamp difference (s) that pairs'),
+    'use_latest_camera_info': (False, 'pair images with the newest camera_info whatever its '
+                                      'stamp (drivers with unrelated stamps)'),
+    'rectified_input': (False, 'images are rectified: use P and no distortion'),
+    'max_rate_hz': (0.0, 'localize at most this often (0: as fast as possible)'),
+    'max_image_age': (0.0, 'skip frames older than this many seconds (0: off)'),
+    'publish_debug_image': (False, 'publish ~/debug_image with the inliers drawn'),
+    'publish_map_cloud': (True, 'publish the map points on ~/map_cloud (latched)'),
+    # 20000 points = 240 KB, below Fast DDS's 512 KB shared-memory segment (see bag_player).
+    'map_cloud_max_points': (20000, 'most points in ~/map_cloud'),
+    'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
+    'stats_window': (10.0, 'seconds of history behind rates and success rate'),
+    'input_timeout': (5.0, 'WARN when no image arrived for this long (s)'),
+    'min_success_rate': (0.3, 'WARN below this success rate'),
+    'lost_after_failures': (10, 'ERROR after this many failed frames in a row'),
+    'max_latency_ms': (0.0, 'WARN when the median latency exceeds this (0: off)'),
+    'autostart': (False, 'configure and activate by itself (without a lifecycle manager)'),
+}
+
+
+class ConfigError(ValueError):
+    """A parameter value the node cannot work with."""
+
+
+@dataclass
+class _Config:
+    """Parameters as read on configure."""
+
+    values: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name)
+
+
+def _check_config(values: dict) -> None:
+    def need(condition, message):
+        if not condition:
+            raise ConfigError(message)
+
+    need(values['map_path'], 'map_path is empty: set it to a map file (.safetensors)')
+    need(values['device'] in DEVICES, f'device must be one of {DEVICES}')
+    need(values['tf_mode'] in TF_MODES, f'tf_mode must be one of {TF_MODES}')
+    need(values['image_qos'] in IMAGE_QOS, f'image_qos must be one of {IMAGE_QOS}')
+    need(values['image_transport'] in TRANSPORTS,
+         f'image_transport must be one of {TRANSPORTS}')
+    need(values['map_frame'], 'map_frame is empty')
+    need(values['tf_mode'] != 'odom' or values['odom_frame'],
+         'tf_mode odom needs an odom_frame')
+    need(values['tf_mode'] != 'base' or values['base_frame'], 'tf_mode base needs a base_frame')
+    for name in ('max_keypoints', 'max_rate_hz', 'max_image_age', 'sync_tolerance',
+                 'transform_tolerance', 'tf_republish_rate', 'tf_lookup_timeout',
+                 'max_position_std', 'min_inlier_ratio', 'max_latency_ms'):
+        need(values[name] >= 0, f'{name} must be >= 0, got {values[name]}')
+    for name in ('top_voxels', 'min_inliers', 'image_queue_depth', 'prior_radius',
+                 'tf_cache_time', 'diagnostics_period', 'stats_window', 'map_cloud_max_points',
+                 'lost_after_failures', 'relocalize_after_failures', 'prior_timeout'):
+        need(values[name] > 0, f'{name} must be > 0, got {values[name]}')
+
+
+def image_qos_profile(name: str, depth: int) -> QoSProfile:
+    """Return the subscription QoS for camera topics; a shallow queue keeps frames fresh."""
+    reliability = {'sensor_data': ReliabilityPolicy.BEST_EFFORT,
+                   'reliable': ReliabilityPolicy.RELIABLE,
+                   'system_default': ReliabilityPolicy.SYSTEM_DEFAULT}[name]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                    reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def point_cloud(points: np.ndarray, frame_id: str, stamp) -> PointCloud2:
+    """Return an (N, 3) array as an unorganized PointCloud2 of float32 x, y, z."""
+    points = np.ascontiguousarray(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+    msg = PointCloud2()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = stamp
+    msg.height, msg.width = 1, len(points)
+    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, name in enumerate('xyz')]
+    msg.is_bigendian = False
+    msg.point_step, msg.row_step = 12, 12 * len(points)
+    msg.is_dense = True
+    msg.data = points.tobytes()
+    return msg
+
+
+class LocalizerNode(LifecycleNode):
+    """Lifecycle node that localizes camera frames against a NeuMap (or feature) map."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        """Declare parameters and the always-on diagnostics; nothing is loaded yet."""
+        super().__init__(node_name, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._cond = threading.Condition()        # guards sync, stats, priors, pending state
+        self._localizer_lock = threading.Lock()   # held while localizing or swapping maps
+        self._config: Optional[_Config] = None
+        self._localizer = None
+        self._map_path = ''
+        self._state = 'unconfigured'
+        self._configure_error = ''
+        self._map_error = None           # (monotonic time, message) of a failed load_map
+        self._tf_problem = None          # (monotonic time, message) of a failed TF lookup
+        self._worker: Optional[threading.Thread] = None
+        self._stop = False
+        self._entities = []              # subscriptions, services and timers of the active state
+        self._lifecycle_pubs = []
+        self._sync = None
+        self._stats = None
+        self._tf = None
+        self._reported_drops = 0
+        self._lost_in_transport = 0
+        self._last_pose = None           # (stamp_ns, T_map_camera) of the last success
+        self._initial_prior = None       # PosePrior from initialpose, until the next success
+        self._ignore_prior = False
+        self._prior_failures = 0
+        self._last_map_odom = None       # T_map_odom to republish between fixes
+        self._last_tf_stamp_ns = 0
+        self._camera_frame_seen = ''     # frame of the last decoded image (for initialpose)
+        self._warned = {}
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        period = float(self.get_parameter('diagnostics_period').value)
+        # A steady clock: diagnostics must keep coming when /clock stops (a stalled bag).
+        self.create_timer(period if period > 0 else 1.0, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0),
+                          on_clock_change=False),
+            post_callback=self._on_time_jump)
+
+    # --- parameters -------------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        # Immediate feedback for `ros2 param set`; the values take effect on configure
+        # (map_path: on ~/load_map).
+        choices = {'device': DEVICES, 'tf_mode': TF_MODES, 'image_qos': IMAGE_QOS,
+                   'image_transport': TRANSPORTS}
+        for parameter in parameters:
+            if parameter.name in choices and parameter.value not in choices[parameter.name]:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{parameter.name} must be one of {choices[parameter.name]}')
+            if parameter.name == 'map_path' and not isinstance(parameter.value, str):
+                return SetParametersResult(successful=False, reason='map_path must be a string')
+        return SetParametersResult(successful=True)
+
+    def _read_config(self) -> _Config:
+        values = {}
+        for name, (default, _) in PARAMETERS.items():
+            value = self.get_parameter(name).value
+            if isinstance(default, float) and isinstance(value, int) and \
+                    not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ConfigError(f'parameter {name} must be a {type(default).__name__}, got '
+                                  f'{value!r}')
+            values[name] = value
+        _check_config(values)
+        return _Config(values)
+
+    def _localizer_options(self):
+        from neumap_ros.core.localizer import LocalizerOptions
+        c = self._config
+        return LocalizerOptions(max_keypoints=c.max_keypoints, top_voxels=c.top_voxels,
+                                min_inliers=c.min_inliers, min_inlier_ratio=c.min_inlier_ratio,
+                                max_position_std_m=c.max_position_std,
+                                prior_radius_m=c.prior_radius)
+
+    def _load(self, path: str):
+        from neumap_ros.core.localizer import load_localizer
+        return load_localizer(path, self._config.device, self._localizer_options(),
+                              self._config.weights or None)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the parameters, load the map and create the publishers."""
+        started = time.monotonic()
+        try:
+            self._config = self._read_config()
+            self._map_path = self._config.map_path
+            self._localizer = self._load(self._map_path)
+        except Exception as error:  # a bad map must never take the node down
+            self._configure_error = f'configure failed: {error}'
+            self.get_logger().error(self._configure_error)
+            self._config = self._localizer = None
+            return TransitionCallbackReturn.FAILURE
+        c = self._config
+        self._configure_error = ''
+        self._tf = TransformBuffer(c.tf_cache_time)
+        self._sync = StampSynchronizer(int(round(c.sync_tolerance * NS_PER_S)),
+                                       latest_info=c.use_latest_camera_info)
+        self._stats = LocalizationStats(c.stats_window, now=time.monotonic())
+        self._thresholds = HealthThresholds(c.input_timeout, c.min_success_rate, 3,
+                                            c.lost_after_failures, c.max_latency_ms)
+        self._pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, '~/pose', 10)
+        self._tf_pub = self.create_lifecycle_publisher(TFMessage, '/tf', TF_QOS)
+        self._lifecycle_pubs = [self._pose_pub, self._tf_pub]
+        self._debug_pub = self._cloud_pub = None
+        if c.publish_debug_image:
+            self._debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', 2)
+            self._lifecycle_pubs.append(self._debug_pub)
+        if c.publish_map_cloud:
+            self._cloud_pub = self.create_lifecycle_publisher(PointCloud2, '~/map_cloud',
+                                                              LATCHED_QOS)
+            self._lifecycle_pubs.append(self._cloud_pub)
+        self._state = 'inactive'
+        self.get_logger().info(
+            f'loaded {self._localizer.method} map {self._map_path} in '
+            f'{time.monotonic() - started:.1f} s: {self._localizer.describe()}')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe, offer the services and start the worker thread."""
+        c = self._config
+        result = super().on_activate(state)  # activates the lifecycle publishers
+        qos = image_qos_profile(c.image_qos, c.image_queue_depth)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            message_lost=self._on_message_lost)
+        if c.image_transport == 'compressed':
+            # As image_transport does: remap the base topic, then append the transport.
+            topic = self.resolve_topic_name('image') + '/compressed'
+            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, qos,
+                                                 event_callbacks=events)
+        else:
+            image_sub = self.create_subscription(Image, 'image', self._on_image, qos,
+                                                 event_callbacks=events)
+        # camera_info keeps a few messages: they are small and may arrive before the image.
+        info_qos = image_qos_profile(c.image_qos, max(c.image_queue_depth, 5))
+        self._entities = [
+            image_sub,
+            self.create_subscription(
+                CameraInfo, 'camera_info', self._on_camera_info, info_qos,
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=self._on_incompatible_qos)),
+            self.create_subscription(TFMessage, '/tf', self._on_tf, TF_QOS),
+            self.create_subscription(TFMessage, '/tf_static', self._on_tf_static,
+                                     TF_STATIC_QOS),
+            self.create_subscription(PoseWithCovarianceStamped, 'initialpose',
+                                     self._on_initial_pose, 10),
+            self.create_service(Trigger, '~/relocalize', self._on_relocalize),
+            self.create_service(Trigger, '~/load_map', self._on_load_map),
+        ]
+        if c.tf_broadcast and c.tf_mode == 'odom' and c.tf_republish_rate > 0:
+            self._entities.append(self.create_timer(1.0 / c.tf_republish_rate,
+                                                    self._republish_tf))
+        with self._cond:
+            self._sync.reset()
+            self._stats.reset(time.monotonic())
+            self._reported_drops = self._sync.counters.dropped
+            self._stop = False
+        self._worker = threading.Thread(target=self._work, name='localizer_worker', daemon=True)
+        self._worker.start()
+        self._state = 'active'
+        self._publish_map_cloud()
+        self.get_logger().info(f'active: localizing images from {image_sub.topic_name}')
+        return result
+
+    def _stop_worker(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join()
+        self._worker = None
+
+    def _destroy_entities(self) -> None:
+        for entity in self._entities:
+            if hasattr(entity, 'cancel'):
+                self.destroy_timer(entity)
+            elif hasattr(entity, 'srv_type'):
+                self.destroy_service(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._entities = []
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker and drop subscriptions and services; keep the map."""
+        self._stop_worker()
+        self._destroy_entities()
+        self._last_map_odom = None
+        self._state = 'inactive'
+        self.get_logger().info('inactive')
+        return super().on_deactivate(state)
+
+    def _release(self) -> None:
+        with self._localizer_lock:
+            if self._localizer is not None:
+                self._localizer.release()
+            self._localizer = None
+        for publisher in self._lifecycle_pubs:
+            self.destroy_lifecycle_publisher(publisher)
+        self._lifecycle_pubs = []
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the map and the publishers."""
+        self._release()
+        self._config = None
+        self._last_pose = self._initial_prior = None
+        self._state = 'unconfigured'
+        self.get_logger().info('cleaned up')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything."""
+        self._stop_worker()
+        self._destroy_entities()
+        self._release()
+        self._state = 'finalized'
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Recover from a failed transition into unconfigured."""
+        self.get_logger().error(f'error in state {state.label}; cleaning up')
+        self._stop_worker()
+        self._destroy_entities()
+        self._release()
+        self._config = None
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        """Stop the worker before the node goes away."""
+        self._stop_worker()
+        super().destroy_node()
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def _note_drops(self, now: float) -> None:
+        dropped = self._sync.counters.dropped - self._reported_drops
+        if dropped:
+            self._stats.record_dropped(now, dropped)
+            self._reported_drops = self._sync.counters.dropped
+
+    def _on_image(self, msg) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._sync is None:
+                return
+            self._stats.record_input(now)
+            if not self._sync.add_image(stamp_to_ns(msg.header.stamp), msg):
+                self._stats.record_rejection(
+                    now, 'stamp', f'image stamp {stamp_to_ns(msg.header.stamp)} ns is not newer '
+                                  f'than the previous image (out of order or duplicate)')
+            self._note_drops(now)
+            self._cond.notify_all()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._sync is None:
+                return
+            if not self._sync.add_info(stamp_to_ns(msg.header.stamp), msg):
+                self._stats.record_rejection(now, 'stamp', 'camera_info stamp went backwards')
+            self._note_drops(now)
+            self._cond.notify_all()
+
+    def _on_incompatible_qos(self, info) -> None:
+        # The classic silent failure: a reliable subscription never hears a best-effort
+        # camera. Say so instead of only reporting "no image received".
+        policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
+        message = (f'a publisher offers QoS incompatible with image_qos '
+                   f'"{self._config.image_qos}" (policy {policy}); try image_qos sensor_data')
+        with self._cond:
+            self._stats.record_rejection(time.monotonic(), 'qos', message)
+        self._warn_throttled('qos', message)
+
+    def _on_message_lost(self, info) -> None:
+        with self._cond:
+            self._lost_in_transport = int(info.total_count)
+
+    def _add_transforms(self, msg: TFMessage, static: bool) -> None:
+        for transform in msg.transforms:
+            try:
+                self._tf.set_matrix(transform.header.frame_id, transform.child_frame_id,
+                                    stamp_to_ns(transform.header.stamp) / NS_PER_S,
+                                    transform_to_matrix(transform.transform), static)
+            except ValueError as error:
+                self._warn_once('bad_tf', f'ignoring transform: {error}')
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        if self._tf is not None:
+            self._add_transforms(msg, False)
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        if self._tf is not None:
+            self._add_transforms(msg, True)
+
+    def _on_time_jump(self, jump) -> None:
+        # A bag restarted or simulation reset: old stamps and transforms no longer apply.
+        with self._cond:
+            if self._tf is not None:
+                self._tf.clear()
+            if self._sync is not None:
+                self._sync.reset()
+            self._last_pose = None
+            self._last_map_odom = None
+            self._last_tf_stamp_ns = 0
+        self.get_logger().warning(
+            f'time jumped back by {-jump.delta.nanoseconds / 1e9:.2f} s; cleared TF buffer, '
+            f'pending frames and pose prior')
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        from neumap_ros.core.localizer import PosePrior
+        c = self._config
+        try:
+            T = pose_to_matrix(msg.pose.pose)
+            covariance = covariance_from_msg(msg.pose.covariance)
+            frame = msg.header.frame_id.lstrip('/') or c.map_frame
+            if frame != c.map_frame:
+                raise ValueError(f'initialpose must be in {c.map_frame}, got frame "{frame}"')
+        except ValueError as error:
+            self.get_logger().warning(f'ignoring initialpose: {error}')
+            return
+        # RViz's "2D Pose Estimate" gives the base pose; the localizer wants the camera's.
+        camera_frame = c.camera_frame or self._camera_frame_seen
+        if c.base_frame and camera_frame:
+            try:
+                T = T @ self._tf.lookup(c.base_frame, camera_frame)
+            except TransformError:
+                pass
+        spread = float(np.sqrt(max(np.max(np.diag(covariance)[:3]), 0.0)))
+        radius = max(3.0 * spread, 0.5) if spread > 0 else c.prior_radius
+        with self._cond:
+            self._initial_prior = PosePrior(T, radius)
+            self._ignore_prior = False
+        self.get_logger().info(f'initial pose received: searching within {radius:.1f} m of '
+                               f'{np.round(T[:3, 3], 2).tolist()}')
+
+    # --- services ---------------------------------------------------------------------------
+
+    def _on_relocalize(self, request, response):
+        with self._cond:
+            self._ignore_prior = True
+            self._initial_prior = None
+            self._last_pose = None
+        response.success = True
+        response.message = 'the next frame is localized globally, without a pose prior'
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_load_map(self, request, response):
+        path = self.get_parameter('map_path').value
+        started = time.monotonic()
+        try:
+            if not path:
+                raise ConfigError('map_path is empty')
+            localizer = self._load(path)
+        except Exception as error:  # the old map stays in use
+            message = f'load_map failed, keeping {self._map_path}: {error}'
+            self._map_error = (time.monotonic(), message)
+            self.get_logger().error(message)
+            response.success, response.message = False, message
+            return response
+        with self._localizer_lock:
+            old, self._localizer = self._localizer, localizer
+            self._map_path = path
+        if old is not None:
+            old.release()
+        with self._cond:
+            self._last_pose = self._initial_prior = None
+            self._last_map_odom = None
+        self._map_error = None
+        self._publish_map_cloud()
+        response.success = True
+        response.message = (f'loaded {localizer.method} map {path} in '
+                            f'{time.monotonic() - started:.1f} s: {localizer.describe()}')
+        self.get_logger().info(response.message)
+        return response
+
+    # --- processing -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        next_allowed = 0.0
+        while True:
+            with self._cond:
+                while not self._stop and not self._sync.has_pair:
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                wait = next_allowed - time.monotonic()
+                if wait > 0:
+                    # Throttled: newer frames may replace the pending one while we wait.
+                    self._cond.wait(wait)
+                    continue
+                pair = self._sync.take()
+            started = time.monotonic()
+            try:
+                self._process(pair)
+            except Exception:  # keep the worker alive whatever happens
+                message = traceback.format_exc()
+                self.get_logger().error(f'unexpected error while localizing:\n{message}')
+                with self._cond:
+                    self._stats.record_rejection(time.monotonic(), 'internal',
+                                                 message.strip().splitlines()[-1])
+            if self._config.max_rate_hz > 0:
+                next_allowed = started + 1.0 / self._config.max_rate_hz
+
+    def _reject(self, category: str, message: str) -> None:
+        with self._cond:
+            self._stats.record_rejection(time.monotonic(), category, message)
+        self._warn_throttled(category, f'rejected input ({category}): {message}')
+
+    def _decode(self, pair):
+        c = self._config
+        msg = pair.image
+        if isinstance(msg, CompressedImage):
+            pixels = compressed_to_numpy(msg)
+        else:
+            pixels = image_to_numpy(msg)
+        camera = camera_info_to_camera(pair.info, c.rectified_input)
+        check_size(pixels, camera)
+        frame = (c.camera_frame or msg.header.frame_id or pair.info.header.frame_id).lstrip('/')
+        if not frame:
+            raise ValueError('the image has no header.frame_id and camera_frame is not set')
+        return pixels, camera, frame
+
+    def _prior(self, stamp_ns: int):
+        from neumap_ros.core.localizer import PosePrior
+        c = self._config
+        with self._cond:
+            if self._ignore_prior:
+                self._ignore_prior = False
+                return None
+            if self._initial_prior is not None:
+                return self._initial_prior
+            if c.use_pose_prior and self._last_pose is not None:
+                last_stamp, T = self._last_pose
+                if 0 <= stamp_ns - last_stamp <= c.prior_timeout * NS_PER_S:
+                    return PosePrior(T, c.prior_radius)
+        return None
+
+    def _process(self, pair) -> None:
+        c = self._config
+        stamp_ns = pair.stamp
+        if c.max_image_age > 0:
+            age = (self.get_clock().now().nanoseconds - stamp_ns) / NS_PER_S
+            if age > c.max_image_age:
+                with self._cond:
+                    self._stats.record_dropped(time.monotonic())
+                self._warn_throttled('stale', f'skipping a frame {age:.2f} s old '
+                                              f'(max_image_age {c.max_image_age} s)')
+                return
+        try:
+            pixels, camera, camera_frame = self._decode(pair)
+        except (ImageError, CameraError) as error:
+            self._reject('image' if isinstance(error, ImageError) else 'camera_info', str(error))
+            return
+        except ValueError as error:
+            self._reject('frame', str(error))
+            return
+        self._camera_frame_seen = camera_frame
+        prior = self._prior(stamp_ns)
+        try:
+            with self._localizer_lock:
+                if self._localizer is None:
+                    return
+                result = self._localizer.localize(pixels, camera, prior)
+        except (ImageError, CameraError) as error:
+            self._reject('image', str(error))
+            return
+        with self._cond:
+            self._stats.record_result(time.monotonic(), result.success, result.status,
+                                      result.timings_ms, result.message)
+        if not result.success:
+            self._after_failure(prior, result)
+            return
+        with self._cond:
+            self._last_pose = (stamp_ns, result.T_world_camera)
+            self._initial_prior = None
+            self._prior_failures = 0
+        self._publish_result(pair, result, camera_frame, pixels)
+
+    def _after_failure(self, prior, result) -> None:
+        self.get_logger().debug(f'localization failed: {result.status}: {result.message}')
+        if prior is None:
+            return
+        with self._cond:
+            self._prior_failures += 1
+            if self._prior_failures >= self._config.relocalize_after_failures:
+                # The prior may be what is wrong (kidnapped robot): search everywhere again.
+                self._last_pose = self._initial_prior = None
+                self._prior_failures = 0
+                self.get_logger().warning(
+                    'several failures near the pose prior; relocalizing globally')
+
+    def _lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        # TF for the image stamp may still be on its way: wait a little, as tf2's
+        # MessageFilter would, but never block on it for long.
+        deadline = time.monotonic() + self._config.tf_lookup_timeout
+        while True:
+            try:
+                return self._tf.lookup(target, source, stamp_ns / NS_PER_S)
+            except TransformError:
+                if time.monotonic() >= deadline or self._stop:
+                    raise
+            time.sleep(0.01)
+
+    def _publish_result(self, pair, result, camera_frame: str, pixels) -> None:
+        c = self._config
+        stamp_ns = pair.stamp
+        T_map_camera, covariance = result.T_world_camera, result.covariance
+        pose, pose_cov = T_map_camera, covariance
+        T_map_base = None
+        if c.base_frame and c.base_frame != camera_frame:
+            try:
+                T_base_camera = self._lookup(c.base_frame, camera_frame, stamp_ns)
+                T_camera_base = invert_transform(T_base_camera)
+                T_map_base = T_map_camera @ T_camera_base
+                pose_cov = pose_covariance_with_lever_arm(T_map_camera, covariance,
+                                                          T_camera_base)
+                pose = T_map_base
+            except TransformError as error:
+                self._tf_warning(f'no {c.base_frame} -> {camera_frame} transform, publishing '
+                                 f'the camera pose instead: {error}')
+        self._pose_pub.publish(make_pose_with_covariance(pose, pose_cov, c.map_frame, stamp_ns))
+        tf_ok = True
+        if c.tf_broadcast:
+            tf_ok = self._broadcast(T_map_camera, T_map_base, camera_frame, stamp_ns)
+        if tf_ok and (T_map_base is not None or not c.base_frame):
+            self._tf_problem = None
+        if self._debug_pub is not None and self._debug_pub.get_subscription_count():
+            self._publish_debug(pair.image.header, pixels, result)
+
+    def _broadcast(self, T_map_camera, T_map_base, camera_frame: str, stamp_ns: int) -> bool:
+        c = self._config
+        stamp = stamp_ns + int(c.transform_tolerance * NS_PER_S)
+        if c.tf_mode == 'odom':
+            try:
+                T_odom_camera = self._lookup(c.odom_frame, camera_frame, stamp_ns)
+            except TransformError as error:
+                self._tf_warning(f'cannot publish {c.map_frame} -> {c.odom_frame}: {error}')
+                return False
+            T_map_odom = T_map_camera @ invert_transform(T_odom_camera)
+            with self._cond:
+                self._last_map_odom = T_map_odom
+                self._last_tf_stamp_ns = stamp
+            transform = make_transform_stamped(T_map_odom, c.map_frame, c.odom_frame, stamp)
+        elif c.tf_mode == 'base':
+            if T_map_base is None:
+                self._tf_warning(f'cannot publish {c.map_frame} -> {c.base_frame}: the camera '
+                                 f'is not connected to {c.base_frame}')
+                return False
+            transform = make_transform_stamped(T_map_base, c.map_frame, c.base_frame, stamp)
+        else:
+            transform = make_transform_stamped(T_map_camera, c.map_frame, camera_frame, stamp)
+        self._tf_pub.publish(TFMessage(transforms=[transform]))
+        return True
+
+    def _republish_tf(self) -> None:
+        # Keep map -> odom alive between fixes, as amcl does, never moving its stamp backwards.
+        c = self._config
+        with self._cond:
+            T_map_odom, last = self._last_map_odom, self._last_tf_stamp_ns
+            if T_map_odom is None:
+                return
+            stamp = self.get_clock().now().nanoseconds + int(c.transform_tolerance * NS_PER_S)
+            if stamp <= last:
+                return
+            self._last_tf_stamp_ns = stamp
+        self._tf_pub.publish(TFMessage(transforms=[
+            make_transform_stamped(T_map_odom, c.map_frame, c.odom_frame, stamp)]))
+
+    def _publish_debug(self, header, pixels, result) -> None:
+        import cv2
+        canvas = pixels
+        if canvas.dtype != np.uint8:
+            canvas = (canvas.astype(np.float32) * (255.0 / max(float(canvas.max()), 1.0)))
+            canvas = canvas.astype(np.uint8)
+        if canvas.ndim == 2:
+            canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+        else:
+            canvas = canvas.copy()
+        for u, v in result.inlier_pixels:
+            cv2.circle(canvas, (int(round(u)), int(round(v))), 3, (0, 255, 0), 1)
+        cv2.putText(canvas, f'{result.num_inliers} inliers', (10, 25), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.7, (0, 255, 0), 2)
+        self._debug_pub.publish(numpy_to_image(canvas, 'bgr8', header))
+
+    def _publish_map_cloud(self) -> None:
+        if self._cloud_pub is None or self._localizer is None:
+            return
+        localizer = self._localizer
+        points = getattr(localizer, 'anchors', None)
+        if points is None:
+            points = getattr(getattr(localizer, 'map', None), 'xyz', np.zeros((0, 3)))
+        points = np.asarray(points, dtype=np.float32)
+        limit = self._config.map_cloud_max_points
+        if len(points) > limit:
+            points = points[np.random.default_rng(0).choice(len(points), limit, replace=False)]
+        self._cloud_pub.publish(point_cloud(points, self._config.map_frame,
+                                            self.get_clock().now().to_msg()))
+
+    # --- diagnostics and logging ------------------------------------------------------------
+
+    def _tf_warning(self, message: str) -> None:
+        self._tf_problem = (time.monotonic(), message)
+        self._warn_throttled('tf', message)
+
+    def _warn_throttled(self, key: str, message: str, period: float = 5.0) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -math.inf) >= period:
+            self._warned[key] = now
+            self.get_logger().warning(message)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        self._warn_throttled(key, message, math.inf)
+
+    def _status(self):
+        now = time.monotonic()
+        values = {'state': self._state, 'map_path': self._map_path}
+        if self._state == 'unconfigured':
+            if self._configure_error:
+                return Level.ERROR, self._configure_error, values
+            return Level.WARN, 'unconfigured: waiting for the configure transition', values
+        localizer = self._localizer
+        if localizer is not None:
+            values.update({k if k.startswith('map') else f'map_{k}': str(v)
+                           for k, v in localizer.describe().items()})
+        if self._state != 'active':
+            return Level.OK, f'{self._state}: map loaded, not processing images', values
+        with self._cond:
+            level, message = self._stats.assess(now, self._thresholds)
+            values.update(self._stats.snapshot(now))
+            counters = self._sync.counters
+            values.update({'frames_lost_in_transport': str(self._lost_in_transport),
+                           'sync_pairs': str(counters.pairs),
+                           'sync_out_of_order': str(counters.out_of_order),
+                           'sync_pending_images': str(self._sync.pending_images)})
+        values['camera_frame'] = self._config.camera_frame or self._camera_frame_seen
+        reasons = [message] if level != Level.OK else []
+        for problem in (self._tf_problem, self._map_error):
+            if problem is not None and now - problem[0] < self._config.stats_window:
+                level = max(level, Level.WARN)
+                reasons.append(problem[1])
+        if self._tf_problem is not None:
+            values['last_tf_problem'] = self._tf_problem[1]
+        if self._map_error is not None:
+            values['last_map_error'] = self._map_error[1]
+        return level, '; '.join(reasons) if reasons else message, values
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            level, message, values = self._status()
+        except Exception as error:  # diagnostics must never stop the node
+            level, message, values = Level.ERROR, f'diagnostics failed: {error}', {}
+        status = DiagnosticStatus()
+        status.level = bytes([int(level)])
+        status.name = f'{self.get_fully_qualified_name()}: localization'
+        status.message = message
+        status.hardware_id = 'neumap_ros'
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array_msg = DiagnosticArray()
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        array_msg.status = [status]
+        self._diagnostics.publish(array_msg)
+
+
+def main(args=None) -> None:
+    """Run the localizer node (``ros2 run neumap_ros localizer_node``)."""
+    try:
+        with rclpy.init(args=args):
+            node = LocalizerNode()
+            if node.get_parameter('autostart').value:
+                node.trigger_configure()
+                if node._state == 'inactive':
+                    node.trigger_activate()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,433 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Build a NeuMap (or feature-matching) map from ROS data (``map_builder_node``).
+
+Two sources:
+
+* a rosbag2 (``bag_path`` set): its posed images are extracted with
+  :func:`neumap_ros.core.bags.bag_to_dataset` and the map is built at once; the node exits when
+  done (status 0, or 1 on failure) unless ``exit_when_done`` is false.
+* live topics: ``image`` + ``camera_info`` (+ ``depth`` when ``use_depth``), posed by a
+  PoseStamped topic (``pose_topic``) or by TF ``world_frame -> camera``. Keyframes (moved at
+  least ``keyframe_translation`` m or ``keyframe_rotation_deg``) are staged on disk in the
+  7-Scenes layout; ``~/build`` (std_srvs/Trigger) builds the map from them.
+
+Progress goes to the log, to ``~/progress`` (std_msgs/Float32: 0..1, -1 on failure) and to
+``/diagnostics``. The map is written atomically by :func:`neumap_ros.core.map_building.build_map`
+and only after every step succeeded, so a failed build never replaces a good map.
+"""
+
+from collections import deque
+import math
+from pathlib import Path
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from neumap_ros.core.geometry import rotation_angle_deg
+from neumap_ros.core.sensor_data import decode_depth
+from neumap_ros.core.stamp_sync import StampSynchronizer
+from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
+from neumap_ros.ros.image_conversion import camera_info_to_camera, check_size, image_to_numpy
+from neumap_ros.ros.localizer_node import image_qos_profile, TF_QOS, TF_STATIC_QOS
+from neumap_ros.ros.msg_conversions import NS_PER_S, pose_to_matrix, stamp_to_ns, \
+    transform_to_matrix
+
+NODE_NAME = 'map_builder_node'
+
+PARAMETERS = {
+    'output_path': ('', 'map file to write (.safetensors)'),
+    'method': ('features', 'neural or features'),
+    'weights': ('', 'decoder weights for neural maps (empty: shipped decoder)'),
+    'config_file': ('', 'YAML with "mapping:" and "features:" sections, as neumap build-map'),
+    'bag_path': ('', 'build from this rosbag2 instead of live topics'),
+    'bag_image_topic': ('', 'image topic in the bag (empty: the only one)'),
+    'bag_camera_info_topic': ('', 'camera_info topic in the bag (empty: the only one)'),
+    'pose_topic': ('', 'PoseStamped of the camera in world_frame (bag: empty = the only one '
+                       'or TF; live: empty = TF)'),
+    'depth_topic': ('', 'bag: depth image topic (empty: none)'),
+    'use_depth': (False, 'live: subscribe to "depth" (16UC1 mm or 32FC1 m, registered)'),
+    'world_frame': ('map', 'frame the map is built in'),
+    'camera_frame': ('', 'camera optical frame (empty: image header frame_id)'),
+    'every': (1, 'bag: use every n-th image'),
+    'max_frames': (0, 'most frames used (0: all)'),
+    'keyframe_translation': (0.05, 'live: metres between keyframes'),
+    'keyframe_rotation_deg': (5.0, 'live: degrees between keyframes'),
+    'image_qos': ('sensor_data', 'sensor_data, reliable or system_default'),
+    'sync_tolerance': (0.0, 'largest image/camera_info/pose stamp difference (s)'),
+    'work_dir': ('', 'where frames are staged (empty: a temporary folder)'),
+    'exit_when_done': (True, 'bag: exit after building'),
+    'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
+}
+
+
+class MapBuilderNode(Node):
+    """Collects posed frames (or reads a bag) and builds a map on request."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        """Declare parameters; subscribe (live) or schedule the bag build."""
+        super().__init__(node_name, **kwargs)
+        for name, (default, _) in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if self.p['method'] not in ('neural', 'features'):
+            raise ValueError(f'method must be neural or features, got {self.p["method"]!r}')
+        if not self.p['output_path']:
+            raise ValueError('output_path is empty: set it to the map file to write')
+        self.output = Path(self.p['output_path']).expanduser().resolve()
+        self._temporary = not self.p['work_dir']
+        self.work_dir = Path(self.p['work_dir'] or tempfile.mkdtemp(prefix='neumap_frames_'))
+        self.lock = threading.Lock()
+        self.stage, self.progress, self.error = 'collecting', 0.0, ''
+        self.building = False
+        self.done = threading.Event()
+        self.succeeded = False
+        self.summary = None
+        self.progress_pub = self.create_publisher(Float32, '~/progress', QoSProfile(depth=10))
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(max(float(self.p['diagnostics_period']), 0.1),
+                          self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.frames, self.skipped, self.K = 0, {'no_pose': 0, 'no_depth': 0, 'bad': 0}, None
+        self.last_keyframe = None
+        if self.p['bag_path']:
+            self._once = self.create_timer(0.1, self._start_bag_build)
+        else:
+            self._subscribe()
+        self.create_service(Trigger, '~/build', self._on_build)
+
+    # --- live collection --------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        qos = image_qos_profile(self.p['image_qos'], 5)
+        tolerance = int(round(self.p['sync_tolerance'] * NS_PER_S))
+        self.sync = StampSynchronizer(tolerance, max_pending=30)
+        self.pending = deque(maxlen=30)
+        self.poses, self.depths = {}, {}
+        self.tf = TransformBuffer(cache_time=30.0)
+        self.create_subscription(Image, 'image', self._on_image, qos)
+        self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos)
+        if self.p['use_depth']:
+            self.create_subscription(Image, 'depth', self._on_depth, qos)
+        if self.p['pose_topic']:
+            self.create_subscription(PoseStamped, self.p['pose_topic'], self._on_pose, 50)
+        self.create_subscription(TFMessage, '/tf', lambda m: self._on_tf(m, False), TF_QOS)
+        self.create_subscription(TFMessage, '/tf_static', lambda m: self._on_tf(m, True),
+                                 TF_STATIC_QOS)
+        self.create_timer(0.05, self._drain)
+
+    def _on_image(self, msg: Image) -> None:
+        self.sync.add_image(stamp_to_ns(msg.header.stamp), msg)
+        self._queue_pair()
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.sync.add_info(stamp_to_ns(msg.header.stamp), msg)
+        self._queue_pair()
+
+    def _queue_pair(self) -> None:
+        pair = self.sync.take()
+        if pair is not None:
+            self.pending.append((time.monotonic(), pair))
+
+    def _on_depth(self, msg: Image) -> None:
+        self.depths[stamp_to_ns(msg.header.stamp)] = msg
+        while len(self.depths) > 30:
+            self.depths.pop(min(self.depths))
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        try:
+            self.poses[stamp_to_ns(msg.header.stamp)] = pose_to_matrix(msg.pose)
+        except ValueError:
+            return
+        while len(self.poses) > 300:
+            self.poses.pop(min(self.poses))
+
+    def _on_tf(self, msg: TFMessage, static: bool) -> None:
+        for transform in msg.transforms:
+            try:
+                self.tf.set_matrix(transform.header.frame_id, transform.child_frame_id,
+                                   stamp_to_ns(transform.header.stamp) / NS_PER_S,
+                                   transform_to_matrix(transform.transform), static)
+            except ValueError:
+                continue
+
+    def _pose(self, stamp: int, frame: str):
+        if self.p['pose_topic']:
+            if stamp in self.poses:
+                return self.poses[stamp]
+            tolerance = self.p['sync_tolerance'] * NS_PER_S
+            near = [s for s in self.poses if abs(s - stamp) <= tolerance]
+            return self.poses[min(near, key=lambda s: abs(s - stamp))] if near else None
+        try:
+            return self.tf.lookup(self.p['world_frame'], self.p['camera_frame'] or frame,
+                                  stamp / NS_PER_S)
+        except TransformError:
+            return None
+
+    def _drain(self) -> None:
+        # Pairs wait up to 2 s for their pose (and depth) to arrive, then count as skipped.
+        now = time.monotonic()
+        keep = deque(maxlen=30)
+        while self.pending:
+            queued, pair = self.pending.popleft()
+            frame = pair.image.header.frame_id
+            pose = self._pose(pair.stamp, frame)
+            depth = self.depths.get(pair.stamp) if self.p['use_depth'] else None
+            if pose is None or (self.p['use_depth'] and depth is None):
+                if now - queued < 2.0:
+                    keep.append((queued, pair))
+                else:
+                    self.skipped['no_pose' if pose is None else 'no_depth'] += 1
+                continue
+            self._stage_frame(pair, pose, depth)
+        self.pending = keep
+
+    def _is_keyframe(self, pose: np.ndarray) -> bool:
+        if self.last_keyframe is None:
+            return True
+        moved = np.linalg.norm(pose[:3, 3] - self.last_keyframe[:3, 3])
+        turned = rotation_angle_deg(self.last_keyframe[:3, :3].T @ pose[:3, :3])
+        return moved >= self.p['keyframe_translation'] or \
+            turned >= self.p['keyframe_rotation_deg']
+
+    def _stage_frame(self, pair, pose, depth_msg) -> None:
+        if self.building or (self.p['max_frames'] and self.frames >= self.p['max_frames']):
+            return
+        if not self._is_keyframe(pose):
+            return
+        try:
+            image = image_to_numpy(pair.image)
+            camera = camera_info_to_camera(pair.info)
+            check_size(image, camera)
+            depth = None
+            if depth_msg is not None:
+                depth = decode_depth(depth_msg.height, depth_msg.width, depth_msg.encoding,
+                                     depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
+        except ValueError as error:
+            self.skipped['bad'] += 1
+            self.get_logger().warning(f'skipping a frame: {error}')
+            return
+        if camera.has_distortion:
+            # The 7-Scenes layout stores a pinhole K only: undistort pixels and depth alike.
+            maps = cv2.initUndistortRectifyMap(camera.K, np.asarray(camera.distortion), None,
+                                               camera.K, (camera.width, camera.height),
+                                               cv2.CV_32FC1)
+            image = cv2.remap(image, *maps, cv2.INTER_LINEAR)
+            if depth is not None:
+                depth = cv2.remap(depth, *maps, cv2.INTER_NEAREST)
+        if self.K is None:
+            self.K = camera.K
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            np.savetxt(self.work_dir / 'rgb-camera-intrinsics.txt', self.K, fmt='%.9f')
+        elif not np.allclose(self.K, camera.K):
+            self.skipped['bad'] += 1
+            return
+        name = f'frame-{self.frames:06d}'
+        cv2.imwrite(str(self.work_dir / f'{name}.color.png'), image)
+        if depth is not None:
+            cv2.imwrite(str(self.work_dir / f'{name}.depth.png'),
+                        np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
+        np.savetxt(self.work_dir / f'{name}.pose.txt', pose, fmt='%.9f')
+        self.frames += 1
+        self.last_keyframe = pose
+        if self.frames % 10 == 0:
+            self.get_logger().info(f'{self.frames} keyframes collected')
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _set(self, stage: str, progress: float) -> None:
+        with self.lock:
+            self.stage, self.progress = stage, progress
+        self.progress_pub.publish(Float32(data=float(progress)))
+
+    def _on_build(self, request, response):
+        if self.building:
+            response.success, response.message = False, 'a build is already running'
+        elif self.p['bag_path']:
+            response.success, response.message = False, 'building from the bag already'
+        elif self.frames < 3:
+            response.success = False
+            response.message = f'only {self.frames} keyframes collected; need at least 3'
+        else:
+            self._start(self._build_live)
+            response.success = True
+            response.message = f'building a map from {self.frames} keyframes into {self.output}'
+        return response
+
+    def _start(self, target) -> None:
+        self.building = True
+        threading.Thread(target=self._run, args=(target,), daemon=True).start()
+
+    def _start_bag_build(self) -> None:
+        self._once.cancel()
+        self._start(self._build_bag)
+
+    def _run(self, target) -> None:
+        started = time.monotonic()
+        try:
+            summary = target()
+        except Exception as error:  # reported, and the previous map is left as it was
+            self.error = f'{type(error).__name__}: {error}'
+            self.get_logger().error(f'map build failed, {self.output} left unchanged: '
+                                    f'{self.error}')
+            self._set('failed', -1.0)
+        else:
+            self.summary = summary
+            self.succeeded = True
+            self._set('done', 1.0)
+            self.get_logger().info(
+                f'wrote {summary.output} ({summary.method}, {summary.map_bytes / 1e6:.2f} MB) '
+                f'from {summary.frames} frames / {summary.points} 3D points in '
+                f'{time.monotonic() - started:.1f} s')
+        finally:
+            self.building = False
+            self.done.set()
+
+    def _request(self, dataset: Path, split):
+        from neumap_ros.cli import _apply, _load_yaml
+        from neumap_ros.core.features import FeatureConfig
+        from neumap_ros.core.map_building import BuildRequest
+        from neumap_ros.core.mapping import MappingConfig
+        settings = _load_yaml(self.p['config_file'])
+        source = self.p['config_file'] or 'config'
+        mapping = _apply(MappingConfig(), settings.get('mapping', {}), source)
+        features = _apply(FeatureConfig(), settings.get('features', {}), source)
+        return BuildRequest(dataset, split, self.output, self.p['method'], features, mapping,
+                            Path(self.p['weights']) if self.p['weights'] else None, False)
+
+    def _build_with_heartbeat(self, request):
+        from neumap_ros.core.map_building import build_map
+        # build_map reports no fine-grained progress: tell the user it is still alive.
+        stop = threading.Event()
+
+        def heartbeat():
+            started = time.monotonic()
+            while not stop.wait(2.0):
+                self.get_logger().info(f'building the {self.p["method"]} map... '
+                                       f'{time.monotonic() - started:.0f} s')
+                self._set('building', self.progress)
+
+        thread = threading.Thread(target=heartbeat, daemon=True)
+        thread.start()
+        try:
+            return build_map(request)
+        finally:
+            stop.set()
+            thread.join()
+
+    def _build_bag(self):
+        from neumap_ros.core.bags import bag_to_dataset
+        self._set('extracting', 0.0)
+        dataset = self.work_dir / 'dataset'
+        if dataset.exists():
+            shutil.rmtree(dataset)
+
+        def extracted(done, total):
+            self._set('extracting', 0.3 * min(done / total, 1.0))
+
+        summary = bag_to_dataset(
+            self.p['bag_path'], dataset, self.p['bag_image_topic'] or None,
+            self.p['bag_camera_info_topic'] or None, self.p['pose_topic'] or None,
+            self.p['depth_topic'] or None, self.p['world_frame'],
+            self.p['camera_frame'] or None, self.p['every'], self.p['max_frames'],
+            sync_tolerance_s=self.p['sync_tolerance'], progress=extracted)
+        self.frames = summary.frames
+        self.get_logger().info(f'extracted {summary.frames} posed frames from '
+                               f'{self.p["bag_path"]} (poses from {summary.pose_source}, '
+                               f'{summary.skipped_without_pose} skipped)')
+        self._set('building', 0.3)
+        return self._build_with_heartbeat(self._request(dataset, summary.split))
+
+    def _build_live(self):
+        names = sorted(p.name[:-len('.pose.txt')] for p in self.work_dir.glob('*.pose.txt'))
+        split = self.work_dir / 'split-all.txt'
+        split.write_text('\n'.join(names) + '\n')
+        self._set('building', 0.3)
+        return self._build_with_heartbeat(self._request(self.work_dir, 'all'))
+
+    # --- diagnostics ------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        with self.lock:
+            stage, progress = self.stage, self.progress
+        status = DiagnosticStatus()
+        status.name = f'{self.get_fully_qualified_name()}: map building'
+        status.hardware_id = 'neumap_ros'
+        if stage == 'failed':
+            status.level, status.message = DiagnosticStatus.ERROR, f'failed: {self.error}'
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = f'{stage} ({progress:.0%})' if not math.isnan(progress) else stage
+        values = {'stage': stage, 'progress': f'{progress:.3f}', 'frames': str(self.frames),
+                  'output_path': str(self.output), 'work_dir': str(self.work_dir)}
+        values.update({f'skipped_{k}': str(v) for k, v in self.skipped.items()})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
+
+    def cleanup(self) -> None:
+        """Remove the temporary staging folder."""
+        if self._temporary:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def main(args=None) -> int:
+    """Run the map builder; with a bag, exit when the map is written (1 on failure)."""
+    status = 0
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = MapBuilderNode()
+            except ValueError as error:
+                print(f'map_builder_node: error: {error}', file=sys.stderr)
+                return 2
+            try:
+                exit_when_done = node.p['bag_path'] and node.p['exit_when_done']
+                while rclpy.ok():
+                    rclpy.spin_once(node, timeout_sec=0.1)
+                    if exit_when_done and node.done.is_set():
+                        # Let the last progress and diagnostics reach their subscribers.
+                        node.progress_pub.wait_for_all_acked(Duration(seconds=1))
+                        status = 0 if node.succeeded else 1
+                        break
+            finally:
+                node.cleanup()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,226 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+rosbag2 tools: dataset -> bag (sqlite3 and mcap), bag -> dataset, offline evaluation, CLI.
+
+Bags are written from real 7-Scenes frames and read back with rosbags, independently of the
+code under test where it matters (topics, QoS, stamps, the TF tree against ground truth).
+"""
+
+import json
+
+import cv2
+from neumap_testing import cached_feature_map, QUERY_FRAMES, SCENE, write_split
+import numpy as np
+import pytest
+
+from neumap_ros.core.bags import bag_to_dataset, BagError, BagReader, dataset_to_bag, \
+    DEFAULT_START_NS, default_T_base_camera, evaluate_bag, odom_drift, read_tum, typestore
+from neumap_ros.core.datasets import open_dataset
+from neumap_ros.core.geometry import invert_transform, make_transform, pose_errors, \
+    rotation_from_quaternion_xyzw
+
+FRAMES = QUERY_FRAMES[:6]
+
+
+@pytest.fixture(scope='module')
+def kitchen(shared_data_dir):
+    """Return the kitchen dataset."""
+    return open_dataset(shared_data_dir / SCENE)
+
+
+@pytest.fixture(scope='module')
+def bags(tmp_path_factory, shared_data_dir):
+    """Write one sqlite3 bag (bgr8, with depth) and one mcap bag (rgb8, best effort)."""
+    root = tmp_path_factory.mktemp('bags')
+    split = write_split(root / 'split.txt', FRAMES)
+    sqlite = dataset_to_bag(shared_data_dir / SCENE, str(split), root / 'sqlite', 'sqlite3',
+                            fps=5.0, depth_topic='/camera/depth/image_raw')
+    mcap = dataset_to_bag(shared_data_dir / SCENE, str(split), root / 'mcap', 'mcap', fps=5.0,
+                          encoding='rgb8', image_reliable=False)
+    return {'sqlite3': sqlite, 'mcap': mcap, 'root': root, 'split': split}
+
+
+@pytest.fixture(scope='module')
+def feature_map(tmp_path_factory, shared_data_dir):
+    """Return the session's small feature map of the kitchen."""
+    return cached_feature_map(tmp_path_factory, shared_data_dir)
+
+
+def read_all(path):
+    """Return {topic: [(log_time, message)]} and {topic: connection} of a bag, via rosbags."""
+    from rosbags.rosbag2 import Reader
+    store = typestore()
+    messages, connections = {}, {}
+    with Reader(path) as reader:
+        for connection in reader.connections:
+            connections[connection.topic] = connection
+        for connection, stamp, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(
+                (stamp, store.deserialize_cdr(raw, connection.msgtype)))
+    return messages, connections
+
+
+def matrix(transform):
+    """Return a TransformStamped's transform as a 4x4 matrix."""
+    t, q = transform.transform.translation, transform.transform.rotation
+    return make_transform(rotation_from_quaternion_xyzw([q.x, q.y, q.z, q.w]), [t.x, t.y, t.z])
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_bag_holds_a_robot_recording(bags, kitchen, storage):
+    """Topics, types, QoS, stamps, frames and the TF tree are those of a real robot bag."""
+    from rosbags.interfaces import QosDurability, QosReliability
+    summary = bags[storage]
+    messages, connections = read_all(summary.path)
+    assert (summary.path / 'metadata.yaml').is_file()
+    expected_types = {'/tf': 'tf2_msgs/msg/TFMessage', '/tf_static': 'tf2_msgs/msg/TFMessage',
+                      '/camera/color/image_raw': 'sensor_msgs/msg/Image',
+                      '/camera/color/camera_info': 'sensor_msgs/msg/CameraInfo',
+                      '/ground_truth/camera_pose': 'geometry_msgs/msg/PoseStamped'}
+    if storage == 'sqlite3':
+        expected_types['/camera/depth/image_raw'] = 'sensor_msgs/msg/Image'
+    assert {t: c.msgtype for t, c in connections.items()} == expected_types
+    static_qos = connections['/tf_static'].ext.offered_qos_profiles[0]
+    assert static_qos.durability == QosDurability.TRANSIENT_LOCAL
+    image_qos = connections['/camera/color/image_raw'].ext.offered_qos_profiles[0]
+    assert image_qos.reliability == (QosReliability.RELIABLE if storage == 'sqlite3'
+                                     else QosReliability.BEST_EFFORT)
+
+    images = messages['/camera/color/image_raw']
+    stamps = [m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec for _, m in images]
+    assert stamps == [DEFAULT_START_NS + i * 200_000_000 for i in range(len(FRAMES))]
+    assert stamps == summary.stamps_ns
+    first = images[0][1]
+    assert first.header.frame_id == 'camera_color_optical_frame'
+    assert first.encoding == ('bgr8' if storage == 'sqlite3' else 'rgb8')
+    pixels = first.data.reshape(480, 640, 3)
+    original = kitchen.frames[FRAMES[0]].load_image()
+    if storage == 'mcap':
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    np.testing.assert_array_equal(pixels, original)
+    info = messages['/camera/color/camera_info'][0][1]
+    np.testing.assert_allclose(info.k.reshape(3, 3), kitchen.frames[FRAMES[0]].camera.K)
+    assert info.header.stamp == first.header.stamp
+
+    [(_, static)] = messages['/tf_static']
+    [mount] = static.transforms
+    assert (mount.header.frame_id, mount.child_frame_id) == (
+        'base_link', 'camera_color_optical_frame')
+    T_base_camera = matrix(mount)
+    np.testing.assert_allclose(T_base_camera, default_T_base_camera(), atol=1e-9)
+    assert np.linalg.norm(T_base_camera[:3, 3]) > 0.3  # a real lever arm, not identity
+    # odom -> base_link is the ground truth seen through the drifting map -> odom.
+    for index, ((_, tf), (_, truth)) in enumerate(zip(messages['/tf'],
+                                                      messages['/ground_truth/camera_pose'])):
+        [odom_base] = tf.transforms
+        assert (odom_base.header.frame_id, odom_base.child_frame_id) == ('odom', 'base_link')
+        assert odom_base.header.stamp == truth.header.stamp == images[index][1].header.stamp
+        T_map_camera = odom_drift(index * 0.2) @ matrix(odom_base) @ T_base_camera
+        expected = kitchen.frames[FRAMES[index]].T_world_camera
+        t_err, r_err = pose_errors(T_map_camera, expected)
+        assert t_err < 1e-9 and r_err < 1e-6
+        p, q = truth.pose.position, truth.pose.orientation
+        T_truth = make_transform(rotation_from_quaternion_xyzw([q.x, q.y, q.z, q.w]),
+                                 [p.x, p.y, p.z])
+        np.testing.assert_allclose(T_truth, expected, atol=1e-9)
+    assert not np.allclose(odom_drift(0.0), odom_drift(1.0))
+
+
+def test_bag_to_dataset_round_trip(bags, kitchen, tmp_path):
+    """A bag's frames come back as a dataset with the same pixels, poses and depth."""
+    summary = bag_to_dataset(bags['sqlite3'].path, tmp_path / 'ds',
+                             depth_topic='/camera/depth/image_raw', split_name='mapping')
+    assert summary.frames == len(FRAMES) and summary.has_depth
+    assert summary.pose_source == 'topic /ground_truth/camera_pose'
+    dataset = open_dataset(tmp_path / 'ds')
+    assert dataset.has_depth and sorted(dataset.splits) == ['mapping']
+    for index, name in enumerate(FRAMES):
+        frame = dataset.frames[f'frame-{index:06d}']
+        original = kitchen.frames[name]
+        np.testing.assert_allclose(frame.T_world_camera, original.T_world_camera, atol=1e-8)
+        np.testing.assert_array_equal(frame.load_image(), original.load_image())
+        np.testing.assert_allclose(frame.load_depth(), original.load_depth(), atol=1e-6)
+        assert frame.camera == original.camera
+    stamps = (tmp_path / 'ds' / 'timestamps.txt').read_text().split()
+    assert int(stamps[1]) == DEFAULT_START_NS
+    with pytest.raises(BagError, match='already holds frames'):
+        bag_to_dataset(bags['sqlite3'].path, tmp_path / 'ds')
+
+
+def test_bag_to_dataset_from_tf(bags, kitchen, tmp_path):
+    """Without a pose topic, poses come from TF: world frame odom -> the image's frame."""
+    summary = bag_to_dataset(bags['mcap'].path, tmp_path / 'ds', gt_topic='',
+                             world_frame='odom', every=2)
+    assert summary.pose_source.startswith('tf odom')
+    dataset = open_dataset(tmp_path / 'ds')
+    assert len(dataset.frames) == len(FRAMES[::2])
+    for index, name in enumerate(FRAMES[::2]):
+        T_odom_camera = invert_transform(odom_drift(index * 0.4)) @ \
+            kitchen.frames[name].T_world_camera
+        np.testing.assert_allclose(dataset.frames[f'frame-{index:06d}'].T_world_camera,
+                                   T_odom_camera, atol=1e-8)
+    with pytest.raises(BagError, match='no image of .* has a pose'):
+        bag_to_dataset(bags['mcap'].path, tmp_path / 'none', gt_topic='',
+                       world_frame='nowhere')
+
+
+def test_bad_bag_requests(bags, tmp_path):
+    """Missing bags and topics, and existing outputs, are errors that name the problem."""
+    with pytest.raises(BagError, match='does not exist'):
+        BagReader(tmp_path / 'missing')
+    with pytest.raises(BagError, match='has no topic /nope'):
+        BagReader(bags['mcap'].path, image_topic='/nope')
+    with pytest.raises(BagError, match='exists already'):
+        dataset_to_bag(bags['root'], None, bags['mcap'].path)
+
+
+def test_evaluate_bag(bags, feature_map, tmp_path):
+    """Offline evaluation localizes the bag's frames and writes report, TUM and plot."""
+    paths = {name: tmp_path / name for name in ('r.json', 'e.tum', 'g.tum', 'p.png')}
+    report = evaluate_bag(feature_map, bags['mcap'].path, paths['r.json'], paths['e.tum'],
+                          paths['g.tum'], paths['p.png'])
+    assert report['queries'] == len(FRAMES)
+    assert report['localized'] >= len(FRAMES) - 1
+    assert report['median_translation_m'] < 0.05 and report['median_rotation_deg'] < 2.0
+    assert report['recall']['0.10m_5deg'] >= 0.8
+    saved = json.loads(paths['r.json'].read_text())
+    assert saved['method'] == 'features' and saved['ground_truth'].startswith('topic')
+    assert {'recall', 'latency_ms', 'per_query', 'status_counts'} <= set(saved)
+    estimate, truth = read_tum(paths['e.tum']), read_tum(paths['g.tum'])
+    assert len(truth) == len(FRAMES) and len(estimate) == report['localized']
+    assert truth[0, 0] == pytest.approx(DEFAULT_START_NS / 1e9)
+    np.testing.assert_allclose(np.linalg.norm(truth[:, 4:], axis=1), 1.0)
+    matched = {row[0]: row for row in truth}
+    errors = [np.linalg.norm(row[1:4] - matched[row[0]][1:4]) for row in estimate]
+    assert np.median(errors) < 0.05
+    assert paths['p.png'].read_bytes()[:4] == b'\x89PNG'
+
+
+def test_cli_bag_commands(bags, feature_map, shared_data_dir, tmp_path, capsys):
+    """The CLI commands dataset-to-bag, bag-to-dataset and evaluate-bag work end to end."""
+    from neumap_ros.cli import main
+    assert main(['dataset-to-bag', str(shared_data_dir / SCENE), '--split',
+                 str(bags['split']), '--out', str(tmp_path / 'bag'), '--storage', 'mcap',
+                 '--max-frames', '3', '--fps', '2']) == 0
+    assert 'wrote' in capsys.readouterr().out
+    assert main(['bag-to-dataset', str(tmp_path / 'bag'), '--out', str(tmp_path / 'ds')]) == 0
+    assert len(open_dataset(tmp_path / 'ds').frames) == 3
+    assert main(['evaluate-bag', str(feature_map), str(tmp_path / 'bag'), '--json',
+                 str(tmp_path / 'r.json'), '--tum', str(tmp_path / 'e.tum')]) == 0
+    assert json.loads((tmp_path / 'r.json').read_text())['queries'] == 3
+    assert 'features' in capsys.readouterr().out
+    assert main(['bag-to-dataset', str(tmp_path / 'missing'), '--out', str(tmp_path / 'x')]) == 2
+    assert 'does not exist' in capsys.readouterr().err

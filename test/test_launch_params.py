@@ -1,0 +1,125 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Launch files, parameter files and the tests share one parameter source and cannot drift.
+
+CI has no launch package, so the launch files are checked statically (every argument they read
+is declared in neumap_ros.ros.launch_params, which they import), the YAML files against the
+parameters the nodes declare, and the ``--ros-args`` the tests use to stand in for the launch
+files against a real node built from them.
+"""
+
+import ast
+import pathlib
+import re
+
+import pytest
+import yaml
+
+from neumap_ros.ros import launch_params
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH_FILES = {'localize.launch.py': launch_params.LOCALIZE_ARGUMENTS,
+                'build_map.launch.py': launch_params.BUILD_MAP_ARGUMENTS,
+                'replay_eval.launch.py': launch_params.REPLAY_EVAL_ARGUMENTS}
+
+
+def yaml_parameters(name: str, node: str) -> dict:
+    """Return the ros__parameters of ``node`` in config/<name>."""
+    data = yaml.safe_load((REPO / 'config' / name).read_text())
+    return data[f'/**/{node}']['ros__parameters']
+
+
+@pytest.mark.parametrize('config,module,node', [
+    ('localizer.yaml', 'localizer_node', 'localizer_node'),
+    ('map_builder.yaml', 'map_builder_node', 'map_builder_node')])
+def test_parameter_files_match_the_nodes(config, module, node):
+    """Every declared parameter is in the YAML with the code's default, and nothing else."""
+    import importlib
+    declared = importlib.import_module(f'neumap_ros.ros.{module}').PARAMETERS
+    in_yaml = yaml_parameters(config, node)
+    assert set(in_yaml) == set(declared)
+    for name, (default, _) in declared.items():
+        assert in_yaml[name] == default and type(in_yaml[name]) is type(default), name
+
+
+@pytest.mark.parametrize('launch_file', sorted(LAUNCH_FILES))
+def test_launch_files_read_only_declared_arguments(launch_file):
+    """A launch file declares its table from launch_params and reads no other argument."""
+    source = (REPO / 'launch' / launch_file).read_text()
+    tree = ast.parse(source)
+    assert any(isinstance(n, ast.ImportFrom) and n.module == 'neumap_ros.ros'
+               for n in ast.walk(tree))
+    assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description'
+               for n in tree.body)
+    declared = {name for name, _, _ in LAUNCH_FILES[launch_file]}
+    table = {'localize.launch.py': 'LOCALIZE_ARGUMENTS',
+             'build_map.launch.py': 'BUILD_MAP_ARGUMENTS',
+             'replay_eval.launch.py': 'REPLAY_EVAL_ARGUMENTS'}[launch_file]
+    assert f'launch_params.{table}' in source
+    used = set(re.findall(r"\barg\('(\w+)'\)", source))
+    assert used and used <= declared, used - declared
+    if launch_file == 'replay_eval.launch.py':
+        included = set(re.findall(r"'(\w+)': ", source.split('launch_arguments=')[1]
+                                  .split('.items()')[0]))
+        localize = {name for name, _, _ in launch_params.LOCALIZE_ARGUMENTS}
+        assert included <= localize, included - localize
+
+
+def test_ros_arguments_format():
+    """Overrides are typed YAML on the command line, remappings and namespace as -r."""
+    args = launch_params.ros_arguments(
+        params_file='/p.yaml', overrides={'a': True, 'b': 'on', 'c': 2.5, 'd': ['x', 'y']},
+        remappings=[('image', '/cam/image')], log_level='debug', namespace='/robot')
+    assert args == ['--params-file', '/p.yaml', '-p', 'a:=true', '-p', "b:='on'",
+                    '-p', 'c:=2.5', '-p', "d:=['x', 'y']", '-r', 'image:=/cam/image',
+                    '-r', '__ns:=/robot', '--log-level', 'debug']
+    assert launch_params.localizer_overrides('', 'false') == {'use_sim_time': False}
+    assert launch_params.localizer_overrides('m.safetensors', 'True', 'reliable')[
+        'image_qos'] == 'reliable'
+    with pytest.raises(ValueError):
+        launch_params.as_bool('maybe')
+    assert pathlib.Path(launch_params.config_path('localizer.yaml')).is_file()
+
+
+@pytest.mark.ros
+def test_launch_parameters_reach_a_real_node(ros_domain, tmp_path):
+    """The arguments the tests pass for localize.launch.py configure a node as intended."""
+    from rclpy.context import Context
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from neumap_ros.ros.localizer_node import LocalizerNode
+    defaults = launch_params.defaults(launch_params.LOCALIZE_ARGUMENTS)
+    args = launch_params.ros_arguments(
+        params_file=launch_params.config_path('localizer.yaml'),
+        overrides=launch_params.localizer_overrides(str(tmp_path / 'm.safetensors'), 'true'),
+        remappings=launch_params.localizer_remappings('/cam/image', '/cam/info'),
+        namespace='/robot')
+    context = Context()
+    rclpy.init(args=['node', '--ros-args', *args], context=context,
+               signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = LocalizerNode(context=context)
+        assert node.get_namespace() == '/robot'
+        assert node.get_parameter('map_path').value == str(tmp_path / 'm.safetensors')
+        assert node.get_parameter('use_sim_time').value is True
+        assert node.get_parameter('tf_mode').value == 'odom'
+        assert node.resolve_topic_name('image') == '/cam/image'
+        assert node.resolve_topic_name('camera_info') == '/cam/info'
+        assert defaults['image_topic'] == launch_params.DEFAULT_IMAGE_TOPIC
+        node.destroy_node()
+    finally:
+        context.try_shutdown()

@@ -1,0 +1,159 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The map builder node: a map from a rosbag2 and from live topics, and no damage on failure.
+
+The node runs as a process with the parameters build_map.launch.py gives it; the maps it
+writes are then loaded with the ROS-free localizer and must localize frames of the kitchen
+that were not mapped.
+"""
+
+from geometry_msgs.msg import PoseStamped
+from neumap_testing import MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, write_split
+import numpy as np
+import pytest
+from rclpy.qos import QoSProfile
+import ros_graph
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
+
+from neumap_ros.core.bags import dataset_to_bag
+from neumap_ros.core.datasets import open_dataset
+from neumap_ros.core.localizer import load_localizer
+from neumap_ros.ros import launch_params
+from neumap_ros.ros.image_conversion import camera_to_camera_info, numpy_to_image
+from neumap_ros.ros.msg_conversions import matrix_to_pose, ns_to_stamp
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NODE = 'map_builder_node'
+BAG_FRAMES = MAP_FRAMES[::3]       # 14 frames spread over the first 600
+
+
+@pytest.fixture(scope='module')
+def kitchen(shared_data_dir):
+    """Return the kitchen dataset."""
+    return open_dataset(shared_data_dir / SCENE)
+
+
+@pytest.fixture(scope='module')
+def depth_bag(tmp_path_factory, shared_data_dir):
+    """Write an mcap bag of mapping frames with registered depth."""
+    root = tmp_path_factory.mktemp('builder_bag')
+    return dataset_to_bag(shared_data_dir / SCENE, str(write_split(root / 's.txt', BAG_FRAMES)),
+                          root / 'bag', 'mcap', fps=10.0, depth_topic='/camera/depth/image_raw')
+
+
+def start_builder(ros_process, output, bag='', extra=None, remappings=(), name=NODE,
+                  depth_topic=''):
+    """Start map_builder_node as build_map.launch.py would (parameter file + overrides)."""
+    overrides = launch_params.map_builder_overrides(str(output), str(bag), 'features',
+                                                    depth_topic=depth_topic)
+    overrides.update(extra or {})
+    return ros_process('neumap_ros.ros.map_builder_node', name=name,
+                       ros_args=launch_params.ros_arguments(
+                           params_file=launch_params.config_path('map_builder.yaml'),
+                           overrides=overrides, remappings=remappings))
+
+
+def assert_localizes(map_path, kitchen, names=QUERY_FRAMES[:4]):
+    """Localize unmapped kitchen frames with the map; all must be accurate."""
+    localizer = load_localizer(map_path)
+    for name in names:
+        frame = kitchen.frames[name]
+        result = localizer.localize(frame.load_image(), frame.camera)
+        assert result.success, (name, result.status, result.message)
+        t_err, r_err = pose_error(result.T_world_camera, frame.T_world_camera)
+        assert t_err < 0.05 and r_err < 2.0, (name, t_err, r_err)
+
+
+def test_map_from_bag(ros_context, ros_process, depth_bag, kitchen, tmp_path):
+    """A bag becomes a map that localizes; a failed build leaves the existing map alone."""
+    ros = ros_context
+    progress = []
+    ros.node.create_subscription(Float32, f'/{NODE}/progress', lambda m: progress.append(m.data),
+                                 QoSProfile(depth=50))
+    output = tmp_path / 'from_bag.safetensors'
+    builder = start_builder(ros_process, output, depth_bag.path,
+                            depth_topic='/camera/depth/image_raw')
+    ros.spin_until(lambda: builder.popen.poll() is not None, timeout=120.0,
+                   what='the map builder to finish')
+    assert builder.popen.returncode == 0, builder.log()
+    assert 'wrote' in builder.log() and f'extracted {len(BAG_FRAMES)} posed frames' in \
+        builder.log()
+    ros.spin_until(lambda: 1.0 in progress, timeout=5.0, what='final progress 1.0')
+    assert all(0.0 <= p <= 1.0 for p in progress) and progress == sorted(progress)
+    assert_localizes(output, kitchen)
+
+    before = output.read_bytes()
+    failing = start_builder(ros_process, output, depth_bag.path,
+                            {'pose_topic': '/no/such/topic'}, name='failing_builder')
+    ros.spin_until(lambda: failing.popen.poll() is not None, timeout=60.0,
+                   what='the failing build to end')
+    assert failing.popen.returncode == 1
+    assert 'left unchanged' in failing.log() and 'no topic /no/such/topic' in failing.log()
+    assert output.read_bytes() == before
+
+
+def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
+    """Frames, depth and poses published live are collected as keyframes; ~/build maps them."""
+    ros = ros_context
+    output = tmp_path / 'live.safetensors'
+    builder = start_builder(ros_process, output, extra={
+        'pose_topic': '/camera_pose', 'image_qos': 'reliable',
+        'work_dir': str(tmp_path / 'frames')}, depth_topic='/live/depth',
+        remappings=launch_params.map_builder_remappings('/live/image', '/live/camera_info',
+                                                        '/live/depth'))
+    qos = QoSProfile(depth=20)
+    images = ros.node.create_publisher(Image, '/live/image', qos)
+    infos = ros.node.create_publisher(CameraInfo, '/live/camera_info', qos)
+    depths = ros.node.create_publisher(Image, '/live/depth', qos)
+    poses = ros.node.create_publisher(PoseStamped, '/camera_pose', qos)
+    for topic in ('/live/image', '/live/camera_info', '/live/depth', '/camera_pose'):
+        ros_graph.wait_for_subscribers(ros.node, topic, timeout=30.0, watch=[builder])
+
+    def build():
+        client = ros.node.create_client(Trigger, f'/{NODE}/build')
+        ros.spin_until(client.service_is_ready, watch=[builder], what='~/build')
+        future = client.call_async(Trigger.Request())
+        ros.spin_until(future.done, watch=[builder], what='~/build response')
+        return future.result()
+
+    # Too early: nothing collected yet.
+    assert not build().success
+    stamp = 1_760_000_000 * 10 ** 9
+    for name in BAG_FRAMES:
+        frame = kitchen.frames[name]
+        stamp += 200_000_000
+        header = Image().header
+        header.stamp, header.frame_id = ns_to_stamp(stamp), 'camera'
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = header.stamp, 'map'
+        matrix_to_pose(frame.T_world_camera, pose.pose)
+        poses.publish(pose)
+        infos.publish(camera_to_camera_info(frame.camera, header))
+        depths.publish(numpy_to_image(
+            np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
+        images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+        ros.executor.spin_once(timeout_sec=0.1)
+    frames_dir = tmp_path / 'frames'
+    ros.spin_until(lambda: len(list(frames_dir.glob('*.pose.txt'))) == len(BAG_FRAMES),
+                   timeout=20.0, watch=[builder], what='all keyframes staged')
+    response = build()
+    assert response.success and f'from {len(BAG_FRAMES)} keyframes' in response.message
+    ros.spin_until(lambda: 'wrote' in builder.log(), timeout=90.0, watch=[builder],
+                   what='the live map to be written')
+    assert_localizes(output, kitchen)
