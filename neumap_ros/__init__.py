@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""NeuMap neural coordinate-map visual relocalization for ROS 2.
+"""
+NeuMap neural coordinate-map visual relocalization for ROS 2.
 
 The ROS-free engine lives in :mod:`neumap_ros.core` (it never imports rclpy); the ROS 2 nodes in
 :mod:`neumap_ros.ros` are thin adapters on top of it.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ``neumap`` command: build maps, evaluate them, train decoders, convert bags, run the demo.
+"""
+The ``neumap`` command: build maps, evaluate them, train decoders, convert bags, run the demo.
 
 Every subcommand is a thin shell over :mod:`neumap_ros.core`; errors in user input end with a
 one-line message and exit status 2 instead of a traceback.
@@ -48,7 +49,8 @@ def _apply(config, overrides: dict, source: str):
     known = {f.name for f in fields(config)}
     unknown = set(overrides) - known
     if unknown:
-        raise UsageError(f'unknown settings in {source}: {sorted(unknown)}; known: {sorted(known)}')
+        raise UsageError(f'unknown settings in {source}: {sorted(unknown)}; '
+                         f'known: {sorted(known)}')
     return replace(config, **overrides)
 
 
@@ -101,7 +103,7 @@ def _localizer_options(args):
 def cmd_evaluate(args) -> int:
     """Localize every query of a split and write the JSON report (and plot)."""
     from neumap_ros.core.datasets import open_dataset
-    from neumap_ros.core.evaluation import evaluate_frames, format_table, json_safe, summarize
+    from neumap_ros.core.evaluation import evaluate_frames, format_table, summarize
     from neumap_ros.core.localizer import load_localizer
     localizer = load_localizer(args.map, args.device, _localizer_options(args), args.weights)
     dataset = open_dataset(args.dataset)

@@ -27,7 +27,7 @@ class CameraError(ValueError):
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """Intrinsics of one camera; ``distortion`` holds OpenCV coefficients (k1, k2, p1, p2[, k3...])."""
+    """Intrinsics of one camera; ``distortion`` holds OpenCV coefficients (k1, k2, p1, p2...)."""
 
     width: int
     height: int
@@ -63,11 +63,11 @@ class PinholeCamera:
 
     @property
     def has_distortion(self) -> bool:
-        """True when any distortion coefficient is non-zero."""
+        """Tell whether any distortion coefficient is non-zero."""
         return any(abs(d) > 0.0 for d in self.distortion)
 
     def undistorted(self) -> 'PinholeCamera':
-        """The same camera without distortion (what undistorted keypoints are expressed in)."""
+        """Return this camera without distortion (the model of undistorted keypoints)."""
         return PinholeCamera(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
 
     def scaled(self, factor: float) -> 'PinholeCamera':

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Posed image datasets whose layout is detected from the folder.
+"""
+Posed image datasets whose layout is detected from the folder.
 
 Three layouts are understood:
 
@@ -21,7 +22,8 @@ Three layouts are understood:
   ``split-<name>-{map,query}.txt`` files. The project's synthetic scenes use it too.
 * ``strecha``: ``images/NAME.jpg`` with ``cameras/NAME.jpg.camera`` (K, distortion, camera-to-world
   R, centre C, size) and ``split-{map,query}.txt``.
-* ``colmap``: a sparse model (``sparse/0``, ``sparse`` or the root; text or binary) with ``images/``.
+* ``colmap``: a sparse model (``sparse/0``, ``sparse`` or the root; text or binary) with an
+  ``images/`` folder.
 """
 
 from dataclasses import dataclass, field

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The scene-agnostic NeuMap decoder, in one file.
+"""
+The scene-agnostic NeuMap decoder, in one file.
 
 Queries are keypoint descriptors; each of ``layers`` pre-LayerNorm blocks cross-attends from the
 queries to that layer's latent codes of one voxel, then applies a feed-forward layer. A linear
@@ -69,7 +70,8 @@ def fourier_features(offsets: torch.Tensor, frequencies: int) -> torch.Tensor:
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-LN cross-attention from keypoint queries to one voxel's codes, then a feed-forward.
+    """
+    Pre-LN cross-attention from keypoint queries to one voxel's codes, then a feed-forward.
 
     Attention logits are cosine similarities times a learned per-head temperature, so a query
     can pick out the one code describing its landmark from the start of training. Besides the
@@ -95,9 +97,20 @@ class CrossAttentionBlock(nn.Module):
         return x.view(batch, count, self.heads, width // self.heads).transpose(1, 2)
 
     def keys_values(self, codes: torch.Tensor) -> tuple:
-        """Unit keys and values per head of codes (V, K, code_dim): computed once per map."""
+        """Compute unit keys and values per head of codes (V, K, code_dim), once per map."""
         return (F.normalize(self._split_heads(self.key(codes)), dim=-1),
                 self._split_heads(self.value(codes)))
+
+    def match_strength(self, x, keys, bias):
+        """
+        Head-averaged log-sum-exp of the attention logits: how well queries match the codes.
+
+        Cheap (no values, no feed-forward); used to pick which voxels to fully decode.
+        """
+        query = F.normalize(self._split_heads(self.query(self.norm_attention(x))), dim=-1)
+        temperature = self.log_temperature.clamp(max=math.log(100.0)).exp()
+        logits = temperature * (query @ keys.transpose(-1, -2)) + bias.to(query.dtype)
+        return torch.logsumexp(logits, dim=-1).mean(dim=1)
 
     def forward(self, x, keys, values, bias, return_logits: bool = False):
         """
@@ -127,7 +140,7 @@ class CodeCache:
     positions: torch.Tensor  # (V, K, 3) code positions in voxel units
 
     def select(self, voxels: torch.Tensor) -> 'CodeCache':
-        """The cache of a subset of voxels (rows in ``voxels`` order)."""
+        """Return the cache of a subset of voxels (rows in ``voxels`` order)."""
         return CodeCache([(k[voxels], v[voxels]) for k, v in self.layers], self.bias[voxels],
                          self.positions[voxels])
 
@@ -179,6 +192,11 @@ class NeuMapDecoder(nn.Module):
     def embed_queries(self, vectors: torch.Tensor) -> torch.Tensor:
         """Query embeddings of descriptor vectors (..., descriptor_dim)."""
         return self.embed(vectors)
+
+    def match_strength(self, queries: torch.Tensor, cache: CodeCache) -> torch.Tensor:
+        """First-layer match strength (V, N) of embedded queries (N, width) against V voxels."""
+        keys, _ = cache.layers[0]
+        return self.blocks[0].match_strength(queries.unsqueeze(0), keys, cache.bias)
 
     def decode(self, queries: torch.Tensor, cache: CodeCache, return_attention: bool = False):
         """

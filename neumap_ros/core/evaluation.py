@@ -14,7 +14,7 @@
 
 """Accuracy and latency of a localizer on posed query images, as a JSON-ready report."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
@@ -77,7 +77,7 @@ def _percentile(values, q):
 
 def summarize(records: list, method: str, map_bytes: int = 0,
               mapping_seconds: Optional[float] = None, extra: dict = None) -> dict:
-    """The report of ``neumap evaluate``: recalls, median errors, latency per stage."""
+    """Build the report of ``neumap evaluate``: recalls, median errors, latency per stage."""
     t_err = np.array([r.translation_error_m for r in records], dtype=float)
     r_err = np.array([r.rotation_error_deg for r in records], dtype=float)
     localized = int(sum(r.success for r in records))

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The feature-matching baseline map: every mapped keypoint's descriptor and 3D point.
+"""
+The feature-matching baseline map: every mapped keypoint's descriptor and 3D point.
 
 This is the classic structure-based localization map (retrieve similar mapping images, match
 descriptors with the ratio test, PnP); the neural map is measured against it.

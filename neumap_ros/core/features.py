@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Keypoint detection and description.
+"""
+Keypoint detection and description.
 
 SIFT (OpenCV) is the default: real, robust and free of downloadable weights. ORB is the fast
 option. A learned detector plugs in by subclassing :class:`FeatureExtractor` and registering it in
@@ -61,7 +62,7 @@ class Features:
     kind: str
 
     def __len__(self) -> int:
-        """Number of keypoints."""
+        """Return the number of keypoints."""
         return len(self.keypoints)
 
     def subset(self, index) -> 'Features':
@@ -184,7 +185,8 @@ def create_extractor(config: FeatureConfig) -> FeatureExtractor:
 
 
 def descriptor_vectors(descriptors: np.ndarray, kind: str) -> np.ndarray:
-    """Float vectors the decoder and matcher use: RootSIFT for SIFT, +-1 bits for ORB.
+    """
+    Float vectors the decoder and matcher use: RootSIFT for SIFT, +-1 bits for ORB.
 
     Both are unit-length, so dot products are cosine similarities.
     """

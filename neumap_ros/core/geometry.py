@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Rigid-transform helpers.
+"""
+Rigid-transform helpers.
 
 Convention used throughout the project: ``T_a_b`` is a 4x4 matrix that maps points expressed in
 frame ``b`` into frame ``a`` (so ``T_world_camera`` is the camera-to-world pose). Cameras use the

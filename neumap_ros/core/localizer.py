@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Localization of one image against a map: keypoints -> 2D-3D matches -> PnP -> checked pose.
+"""
+Localization of one image against a map: keypoints -> 2D-3D matches -> PnP -> checked pose.
 
 :class:`NeuralLocalizer` decodes keypoints against the map's voxel codes; the
 :class:`FeatureMatchingLocalizer` baseline matches descriptors against stored ones. Both share
@@ -239,25 +240,39 @@ class NeuralLocalizer(Localizer):
         vectors = descriptor_vectors(features.descriptors, features.kind)
         voxels = self._candidate_voxels(vectors, prior)
         timer.mark('retrieval')
+        per_keypoint = min(self.options.matches_per_keypoint, len(voxels))
+        rows, keypoint_ids, probabilities, points = [], [], [], []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.device.type == 'cuda'):
             queries = self.decoder.embed_queries(torch.from_numpy(vectors).to(self.device))
             cache = self.cache.select(torch.from_numpy(voxels).to(self.device))
-            offsets, logits = self.decoder.decode(
-                queries.unsqueeze(0).expand(len(voxels), -1, -1), cache)
-            probabilities = torch.sigmoid(logits.float()).cpu().numpy()
-            offsets = offsets.float().cpu().numpy()
+            # Cascade: score every (voxel, keypoint) pair with the cheap first-layer match
+            # strength, then fully decode each keypoint only against its best voxels.
+            strength = self.decoder.match_strength(queries, cache)
+            best = strength.topk(per_keypoint, dim=0).indices.cpu().numpy()
+            for row in range(len(voxels)):
+                chosen = np.flatnonzero((best == row).any(axis=0))
+                if len(chosen) == 0:
+                    continue
+                index = torch.from_numpy(chosen).to(self.device)
+                offsets, logits = self.decoder.decode(queries[index].unsqueeze(0),
+                                                      cache.select(torch.tensor([row])))
+                rows.append(np.full(len(chosen), row))
+                keypoint_ids.append(chosen)
+                probabilities.append(torch.sigmoid(logits[0].float()).cpu().numpy())
+                points.append(offsets[0].float().cpu().numpy())
         timer.mark('decode')
-        # Best few voxel hypotheses per keypoint; RANSAC sorts out the wrong ones.
-        keep_per_keypoint = min(self.options.matches_per_keypoint, len(voxels))
-        order = np.argsort(-probabilities, axis=0)[:keep_per_keypoint]
-        keypoint_ids = np.broadcast_to(np.arange(len(vectors)), order.shape)
-        chosen = probabilities[order, keypoint_ids] > self.options.min_membership
-        voxel_rows, keypoints = order[chosen], keypoint_ids[chosen]
-        points3d = self.anchors[voxels[voxel_rows]] + \
-            offsets[voxel_rows, keypoints].astype(np.float64) * self.voxel_size
+        if not rows:
+            return pixels[:0], np.zeros((0, 3)), voxels.tolist()
+        rows, keypoint_ids = np.concatenate(rows), np.concatenate(keypoint_ids)
+        probabilities, offsets = np.concatenate(probabilities), np.concatenate(points)
+        keep = probabilities > self.options.min_membership
+        # Most confident first: PnP samples progressively from the front (PROSAC).
+        order = np.flatnonzero(keep)[np.argsort(-probabilities[keep], kind='stable')]
+        voxel_ids = voxels[rows[order]]
+        points3d = self.anchors[voxel_ids] + offsets[order].astype(np.float64) * self.voxel_size
         timer.mark('matches')
-        return pixels[keypoints], points3d, voxels.tolist()
+        return pixels[keypoint_ids[order]], points3d, voxels.tolist()
 
 
 class FeatureMatchingLocalizer(Localizer):

@@ -61,7 +61,8 @@ class BuildSummary:
 
 
 def build_map(request: BuildRequest) -> BuildSummary:
-    """Extract features, attach 3D points and write the map atomically.
+    """
+    Extract features, attach 3D points and write the map atomically.
 
     Nothing is written unless every step succeeded, so an existing good map is never replaced
     by a failed build.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Safe, atomic storage of tensors plus JSON metadata in one safetensors file.
+"""
+Safe, atomic storage of tensors plus JSON metadata in one safetensors file.
 
 Maps and decoder weights use this format: plain arrays and a JSON document in the safetensors
 header. Reading never executes code; every file is checked before use. Writing goes to a

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Codes-only mapping: optimise a new scene's codes while the decoder stays frozen.
+"""
+Codes-only mapping: optimise a new scene's codes while the decoder stays frozen.
 
 Steps: voxelise the mapping points, initialise each voxel's codes from clustered keypoint
 statistics, optimise codes (and their importance weights, with an optional L1 penalty that
@@ -101,7 +102,7 @@ class CodeOptimizer:
         return codes, weights, positions
 
     def all_codes(self) -> tuple:
-        """Final codes, weights and positions of every voxel (numpy)."""
+        """Return the codes, weights and positions of every voxel (numpy)."""
         with torch.no_grad():
             codes, weights, positions = self.codes(torch.arange(self.initial.shape[0]))
         return codes.numpy(), weights.numpy(), positions.numpy()

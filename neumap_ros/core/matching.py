@@ -20,7 +20,10 @@ import torch
 
 def match_descriptors(query: np.ndarray, reference: np.ndarray, ratio: float = 0.8,
                       mutual: bool = False) -> np.ndarray:
-    """Match unit descriptor vectors; returns (K, 2) index pairs (query, reference).
+    """
+    Match unit descriptor vectors; returns (K, 2) index pairs (query, reference).
+
+    Pairs are sorted by their distance ratio, most distinctive first.
 
     The ratio test compares Euclidean distances of the best and second-best neighbours;
     for unit vectors ``|a - b|^2 = 2 - 2 a.b`` so one matrix product gives both.
@@ -37,4 +40,6 @@ def match_descriptors(query: np.ndarray, reference: np.ndarray, ratio: float = 0
         reverse = similarity.argmax(dim=0)
         keep &= reverse[index[:, 0]] == torch.arange(len(q))
     rows = torch.nonzero(keep).squeeze(1)
+    ratios = distances[rows, 0] / distances[rows, 1].clamp(min=1e-12)
+    rows = rows[torch.argsort(ratios, stable=True)]
     return torch.stack([rows, index[rows, 0]], dim=1).numpy()

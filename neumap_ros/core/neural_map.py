@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The NeuMap map: a voxel grid whose voxels hold latent codes, plus a tiny retrieval index.
+"""
+The NeuMap map: a voxel grid whose voxels hold latent codes, plus a tiny retrieval index.
 
 Only kept codes are written (pruned ones cost nothing), as fp16, int8 (one fp16 scale per code)
 or fp32. The file records the decoder's hash: a map only works with the decoder it was built for.
@@ -53,7 +54,7 @@ class NeuralMap:
 
     @property
     def kept_codes(self) -> int:
-        """Number of stored code slots (each holds one code per layer and a position)."""
+        """Count stored code slots (each holds one code per layer and a position)."""
         return int(self.code_mask.sum())
 
     def save(self, path) -> int:

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Keypoints of the mapping images with their 3D scene points: what every map is built from.
+"""
+Keypoints of the mapping images with their 3D scene points: what every map is built from.
 
 The 3D point of a keypoint comes from the frame's depth image (RGB-D), from multi-view
 triangulation with the known poses (posed images without depth), or from a COLMAP model.
@@ -55,7 +56,7 @@ class Observations:
         return np.all(np.isfinite(self.xyz), axis=1)
 
     def vectors(self) -> np.ndarray:
-        """Unit descriptor vectors (RootSIFT / signed bits)."""
+        """Return unit descriptor vectors: RootSIFT or signed bits."""
         return descriptor_vectors(self.descriptors, self.feature_kind)
 
     def subset(self, mask: np.ndarray) -> 'Observations':

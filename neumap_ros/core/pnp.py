@@ -32,6 +32,8 @@ class PnPOptions:
     min_iterations: int = 100
     max_iterations: int = 10000
     success_probability: float = 0.9999
+    # Matches are given best first: sample them progressively (PROSAC) for speed.
+    progressive_sampling: bool = True
     seed: int = 0
 
 
@@ -58,7 +60,8 @@ def solve_pnp(points2d: np.ndarray, points3d: np.ndarray, camera: PinholeCamera,
     ransac = {'max_reproj_error': float(options.max_reprojection_error),
               'min_iterations': int(options.min_iterations),
               'max_iterations': int(options.max_iterations),
-              'success_prob': float(options.success_probability), 'seed': int(options.seed)}
+              'success_prob': float(options.success_probability), 'seed': int(options.seed),
+              'progressive_sampling': bool(options.progressive_sampling)}
     pose, info = poselib.estimate_absolute_pose(points2d, points3d, camera.poselib_dict(),
                                                 ransac, {})
     inliers = np.asarray(info['inliers'], dtype=bool)
@@ -83,7 +86,8 @@ def _residuals(T_camera_world, points2d, points3d, camera):
 
 def pose_covariance(T_world_camera: np.ndarray, points2d: np.ndarray, points3d: np.ndarray,
                     camera: PinholeCamera) -> Optional[np.ndarray]:
-    """Gauss-Newton covariance of the camera pose, scaled by the inliers' residual variance.
+    """
+    Gauss-Newton covariance of the camera pose, scaled by the inliers' residual variance.
 
     Parameters are the camera position in the world frame and a small rotation about the world
     axes (the layout of ``geometry_msgs/PoseWithCovariance``). The Jacobian is analytic.

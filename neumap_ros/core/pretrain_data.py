@@ -100,8 +100,8 @@ def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_v
         voxel = data.voxel_size_indoor if kind == 'indoor' else data.voxel_size_outdoor
         key = (f'synthetic-{kind}-{seed}-{data.frames_per_scene}-{data.width}x{data.height}-'
                f'{features.kind}{features.max_keypoints}')
-        jobs.append((key, voxel, lambda s=seed, k=kind: synthetic_observations(s, k, data,
-                                                                              features)))
+        jobs.append((key, voxel,
+                     lambda s=seed, k=kind: synthetic_observations(s, k, data, features)))
     for entry in data.real:
         dataset = open_dataset(entry['dataset'])
         split = entry.get('split')
@@ -126,8 +126,7 @@ def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_v
 
 
 def describe_scenes(scenes: list) -> dict:
-    """Counts for the model card."""
+    """Count scenes, voxels, keypoints and landmarks for the model card."""
     return {'scenes': len(scenes), 'voxels': int(sum(len(s.grid) for s in scenes)),
             'keypoints_with_3d': int(sum(s.num_points for s in scenes)),
             'landmarks': int(sum(int(s.landmark_valid.sum()) for s in scenes))}
-

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Auto-decoder pretraining: one shared decoder, per-scene codes, learned jointly.
+"""
+Auto-decoder pretraining: one shared decoder, per-scene codes, learned jointly.
 
 Every step draws a global batch of voxels (from all scenes) with a seeded generator, so the
 same run gives the same batches on one process or on N DistributedDataParallel ranks (rank r
@@ -159,7 +160,8 @@ def _average_sparse_grad(parameter: torch.nn.Parameter, world: int) -> None:
 
 def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progress: bool = True,
              decoder: Optional[NeuMapDecoder] = None, log_every: int = 50) -> tuple:
-    """Train decoder and per-scene codes jointly; returns ``(decoder, history)``.
+    """
+    Train decoder and per-scene codes jointly; returns ``(decoder, history)``.
 
     Runs under ``torchrun`` too: when a process group is initialised, the batch is split over
     ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes).
@@ -258,4 +260,3 @@ def samples_fingerprint(scenes: list) -> str:
     voxels = sum(len(s.grid) for s in scenes)
     points = sum(s.num_points for s in scenes)
     return f'{len(scenes)} scenes, {voxels} voxels, {points} keypoints with 3D points'
-

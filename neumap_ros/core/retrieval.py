@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Bag-of-visual-words retrieval: which map voxels (or map frames) a query image sees.
+"""
+Bag-of-visual-words retrieval: which map voxels (or map frames) a query image sees.
 
 A small vocabulary (spherical k-means over unit descriptor vectors) turns an image into a tf-idf
 histogram; places are ranked by cosine similarity. Cheap enough to run on every frame.
@@ -99,7 +100,7 @@ def document_histograms(vocabulary: Vocabulary, word_ids: np.ndarray,
 
 
 def rank(query_histogram: np.ndarray, histograms: np.ndarray, top_k: int) -> np.ndarray:
-    """Indices of the ``top_k`` most similar documents, best first."""
+    """Return the indices of the ``top_k`` most similar documents, best first."""
     scores = histograms @ query_histogram
     top_k = min(top_k, len(scores))
     best = np.argpartition(-scores, top_k - 1)[:top_k]

@@ -86,4 +86,3 @@ def build_tracks(observations: Observations, neighbours: int = 4, ratio: float =
     _, compact = np.unique(track, return_inverse=True)
     compact = compact.reshape(-1) - (1 if (track == -1).any() else 0)
     return np.where(track >= 0, compact, -1)
-

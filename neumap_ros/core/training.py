@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training samples, code initialisation and losses shared by mapping and pretraining.
+"""
+Training samples, code initialisation and losses shared by mapping and pretraining.
 
 A voxel's codes start from its landmarks (its longest feature tracks). Its positives are the
 keypoints of those landmarks; its negatives are the other keypoints of frames that observe the
@@ -162,10 +163,9 @@ def sample_batch(samples: VoxelSamples, voxels: np.ndarray, positives: int, nega
     labels = []
     for voxel in voxels:
         pos_pool, neg_pool = samples.positives[voxel], samples.negatives[voxel]
-        pos = rng.choice(pos_pool, positives) if len(pos_pool) else rng.choice(neg_pool,
-                                                                              positives)
-        neg = rng.choice(neg_pool, negatives) if len(neg_pool) else rng.choice(pos_pool,
-                                                                              negatives)
+        # A voxel lacking one kind fills the row with the other, labelled as it truly is.
+        pos = rng.choice(pos_pool if len(pos_pool) else neg_pool, positives)
+        neg = rng.choice(neg_pool if len(neg_pool) else pos_pool, negatives)
         label = np.r_[np.full(positives, 1.0 if len(pos_pool) else 0.0),
                       np.full(negatives, 0.0 if len(neg_pool) else 1.0)]
         rows.append(np.r_[pos, neg])

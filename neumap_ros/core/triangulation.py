@@ -91,7 +91,8 @@ class _UnionFind:
 
 def triangulate_frames(cameras: list, poses: list, keypoints: list, vectors: list,
                        options: TriangulationOptions = TriangulationOptions()) -> list:
-    """World points for every keypoint of every frame (NaN rows where none was found).
+    """
+    World points for every keypoint of every frame (NaN rows where none was found).
 
     ``keypoints`` are undistorted pixels and ``vectors`` unit descriptor vectors, per frame.
     """

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Axis-aligned voxel grid over the scene's 3D points.
+"""
+Axis-aligned voxel grid over the scene's 3D points.
 
 Voxels are non-overlapping cubes of side ``voxel_size``; only voxels with enough support (points
 and observing frames) are kept. Each voxel's anchor is the median of its points: the decoder
@@ -34,7 +35,7 @@ class VoxelGrid:
     anchors: np.ndarray   # (V, 3) float32 regression origin of each voxel
 
     def __len__(self) -> int:
-        """Number of voxels."""
+        """Return the number of voxels."""
         return len(self.indices)
 
     def cell_of(self, points: np.ndarray) -> np.ndarray:
@@ -83,7 +84,8 @@ def _pack(cells: np.ndarray) -> np.ndarray:
 def build_voxel_grid(points: np.ndarray, frame_index: np.ndarray, voxel_size: float,
                      min_points: int = 50, min_frames: int = 3,
                      min_points_per_frame: int = 5) -> VoxelGrid:
-    """Keep voxels with ``min_points`` points seen by ``min_frames`` frames.
+    """
+    Keep voxels with ``min_points`` points seen by ``min_frames`` frames.
 
     A frame counts for a voxel when at least ``min_points_per_frame`` of its keypoints land in
     it (NeuMap's image-to-voxel rule). The origin snaps to a robust lower corner of the points.

@@ -26,12 +26,13 @@ import array
 import sys
 
 import cv2
-from neumap_ros.core.data_paths import require_shared_data
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+
+from neumap_ros.core.data_paths import require_shared_data
 
 DEFAULT_IMAGE = ('7scenes-redkitchen', 'frame-000000.color.jpg')
 # Conversions from OpenCV's BGR decoding; the tests apply the same ones to check the pixels.
