@@ -259,7 +259,7 @@ def cmd_train(args) -> int:
     import torch
     from torch import distributed as dist
 
-    from neumap_ros.core.decoder_weights import save_decoder
+    from neumap_ros.core.decoder_weights import save_decoder, write_model_card
     from neumap_ros.core.features import FeatureConfig
     from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
     from neumap_ros.core.pretraining import pretrain, PretrainConfig
@@ -301,6 +301,8 @@ def cmd_train(args) -> int:
                     'processes': dist.get_world_size() if distributed else 1,
                     'final_loss': history[-1] if history else None}
             digest = save_decoder(args.out, decoder, info)
+            write_model_card(Path(args.out).with_name('MODEL_CARD.md'), Path(args.out).name,
+                             digest, info)
             if args.history:
                 Path(args.history).write_text(json.dumps(history))
             print(f'wrote {args.out} (decoder {digest[:12]}) after '
@@ -309,6 +311,12 @@ def cmd_train(args) -> int:
         if distributed:
             dist.destroy_process_group()
     return 0
+
+
+def cmd_demo(args) -> int:
+    """Run the end-to-end demo on the embedded default scene."""
+    from neumap_ros.ros.demo import run_demo
+    return run_demo(Path(args.output), args.weights, args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--history', help='write the loss history (JSON) here')
     train.add_argument('--quiet', action='store_true')
     train.set_defaults(handler=cmd_train)
+
+    demo = commands.add_parser('demo', help='map the default scene and replay it through ROS')
+    demo.add_argument('--output', default='out/demo', help='working folder of the demo')
+    demo.add_argument('--weights', help='decoder weights (default: the shipped decoder)')
+    demo.add_argument('--quiet', action='store_true')
+    demo.set_defaults(handler=cmd_demo)
 
     info = commands.add_parser('info', help='print what a map file holds')
     info.add_argument('map')

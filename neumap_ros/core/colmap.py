@@ -138,8 +138,14 @@ def _read_cameras_txt(path):
 
 def _read_images_txt(path):
     images = {}
-    lines = list(_data_lines(path))
-    for header, points in zip(lines[0::2], lines[1::2]):
+    # Two lines per image; the second (its 2D points) is empty for an image without any, as in
+    # models of known poses made for point triangulation, so empty lines cannot be skipped.
+    lines = iter([line.strip() for line in path.read_text().splitlines()
+                  if not line.lstrip().startswith('#')])
+    for header in lines:
+        if not header:
+            continue
+        points = next(lines, '')
         parts = header.split()
         rotation, translation = _pose([float(v) for v in parts[1:5]],
                                       [float(v) for v in parts[5:8]])
@@ -156,7 +162,7 @@ def _read_points_txt(path):
 
 
 def _unpack(handle, fmt):
-    size = struct.calcsize(fmt)
+    size = struct.calcsize('<' + fmt)  # packed: COLMAP writes fields without padding
     data = handle.read(size)
     if len(data) != size:
         raise ColmapError(f'truncated file {handle.name}')

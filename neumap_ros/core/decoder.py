@@ -20,8 +20,8 @@ queries to that layer's latent codes of one voxel, then applies a feed-forward l
 head reads the 3D offset of the keypoint from the voxel anchor (in voxel-size units, so one
 decoder serves rooms and streets) and a logit for "this keypoint lies in this voxel".
 
-Codes live in the map, not here. Each code has an importance weight that scales it (pruning
-drops codes whose weight fell to ~0) and a validity mask. A small code initialiser turns
+Codes live in the map, not here. Each code has an importance weight that scales its share of
+attention (pruning drops codes whose weight fell to ~0) and a validity mask. A small code initialiser turns
 clustered (descriptor, offset) statistics of a voxel into starting codes, so mapping a new
 scene starts near a solution and only has to refine the codes.
 """
@@ -101,16 +101,22 @@ class CrossAttentionBlock(nn.Module):
         return (F.normalize(self._split_heads(self.key(codes)), dim=-1),
                 self._split_heads(self.value(codes)))
 
-    def match_strength(self, x, keys, bias):
+    def match_scores(self, x, keys, bias):
         """
-        Head-averaged log-sum-exp of the attention logits: how well queries match the codes.
+        Best head-averaged attention logit of each query against each voxel's codes.
 
-        Cheap (no values, no feed-forward); used to pick which voxels to fully decode.
+        ``x`` is (N, width), ``keys`` (V, H, K, d), ``bias`` (V, 1, 1, K); returns (V, N). The
+        head average is one matrix product over concatenated heads, so scoring every voxel of
+        a map costs little more than a single attention layer; no values, no feed-forward.
         """
-        query = F.normalize(self._split_heads(self.query(self.norm_attention(x))), dim=-1)
-        temperature = self.log_temperature.clamp(max=math.log(100.0)).exp()
-        logits = temperature * (query @ keys.transpose(-1, -2)) + bias.to(query.dtype)
-        return torch.logsumexp(logits, dim=-1).mean(dim=1)
+        heads, count = self.heads, x.shape[0]
+        query = F.normalize(self.query(self.norm_attention(x)).view(count, heads, -1), dim=-1)
+        temperature = self.log_temperature.clamp(max=math.log(100.0)).exp().view(1, heads, 1)
+        query = (query * temperature / heads).reshape(count, -1)
+        voxels, _, codes, _ = keys.shape
+        flat_keys = keys.permute(0, 2, 1, 3).reshape(voxels, codes, -1)
+        logits = torch.matmul(query, flat_keys.transpose(1, 2)) + bias[:, 0].to(query.dtype)
+        return logits.amax(dim=-1)
 
     def forward(self, x, keys, values, bias, return_logits: bool = False):
         """
@@ -135,13 +141,12 @@ class CrossAttentionBlock(nn.Module):
 class CodeCache:
     """What decoding needs from a set of voxels, computed once per map load."""
 
-    layers: list             # per layer (keys, values), each (V, H, K, head_dim)
-    bias: torch.Tensor       # (V, 1, 1, K): 0 for live codes, -inf for pruned/unused ones
+    layers: list             # per layer (keys, values, bias): (V, H, K, d) x2, (V, 1, 1, K)
     positions: torch.Tensor  # (V, K, 3) code positions in voxel units
 
     def select(self, voxels: torch.Tensor) -> 'CodeCache':
         """Return the cache of a subset of voxels (rows in ``voxels`` order)."""
-        return CodeCache([(k[voxels], v[voxels]) for k, v in self.layers], self.bias[voxels],
+        return CodeCache([(k[voxels], v[voxels], b[voxels]) for k, v, b in self.layers],
                          self.positions[voxels])
 
 
@@ -178,25 +183,28 @@ class NeuMapDecoder(nn.Module):
     def code_cache(self, codes: torch.Tensor, weights: torch.Tensor, code_mask: torch.Tensor,
                    positions: torch.Tensor) -> CodeCache:
         """
-        Keys/values of codes (V, K, L, C) scaled by importance weights (V, K, L).
+        Keys, values and attention biases of codes (V, K, L, C).
 
-        Masked slots (V, K) are excluded from attention; ``positions`` is (V, K, 3).
+        A code's importance weight (V, K, L) scales its share of attention (a log-prior on
+        its logit), so a weight driven to zero by the L1 penalty removes the code exactly as
+        pruning does. Masked slots (V, K) get -inf. ``positions`` is (V, K, 3).
         """
-        scaled = codes * weights.unsqueeze(-1)
-        layers = [block.keys_values(scaled[:, :, layer])
-                  for layer, block in enumerate(self.blocks)]
-        bias = torch.zeros(code_mask.shape, dtype=codes.dtype, device=codes.device)
-        bias = bias.masked_fill(~code_mask, float('-inf'))[:, None, None, :]
-        return CodeCache(layers, bias, positions)
+        prior = torch.log(weights.abs().clamp(min=1e-4))
+        prior = prior.masked_fill(~code_mask.unsqueeze(-1), float('-inf'))
+        layers = []
+        for layer, block in enumerate(self.blocks):
+            keys, values = block.keys_values(codes[:, :, layer])
+            layers.append((keys, values, prior[:, None, None, :, layer].to(keys.dtype)))
+        return CodeCache(layers, positions)
 
     def embed_queries(self, vectors: torch.Tensor) -> torch.Tensor:
         """Query embeddings of descriptor vectors (..., descriptor_dim)."""
         return self.embed(vectors)
 
-    def match_strength(self, queries: torch.Tensor, cache: CodeCache) -> torch.Tensor:
-        """First-layer match strength (V, N) of embedded queries (N, width) against V voxels."""
-        keys, _ = cache.layers[0]
-        return self.blocks[0].match_strength(queries.unsqueeze(0), keys, cache.bias)
+    def match_scores(self, queries: torch.Tensor, cache: CodeCache) -> torch.Tensor:
+        """First-layer match scores (V, N) of embedded queries (N, width) against V voxels."""
+        keys, _, bias = cache.layers[0]
+        return self.blocks[0].match_scores(queries, keys, bias)
 
     def decode(self, queries: torch.Tensor, cache: CodeCache, return_attention: bool = False):
         """
@@ -205,10 +213,9 @@ class NeuMapDecoder(nn.Module):
         With ``return_attention`` also return the first layer's attention logits (V, N, K),
         which training supervises to point at the keypoint's own landmark code.
         """
-        x, attention = self.blocks[0](queries, *cache.layers[0], cache.bias,
-                                      return_logits=True)
-        for block, (keys, values) in zip(self.blocks[1:], cache.layers[1:]):
-            x = block(x, keys, values, cache.bias)
+        x, attention = self.blocks[0](queries, *cache.layers[0], return_logits=True)
+        for block, (keys, values, bias) in zip(self.blocks[1:], cache.layers[1:]):
+            x = block(x, keys, values, bias)
         read = torch.softmax(attention, dim=-1) @ cache.positions.to(attention.dtype)
         out = self.head(self.norm_out(x))
         offsets = read + out[..., :3]

@@ -66,3 +66,36 @@ def load_decoder(path=None, device='cpu') -> tuple:
         raise MapFormatError(f'{path}: weights do not match their recorded hash (corrupt file)')
     decoder.eval().requires_grad_(False)
     return decoder.to(device), meta
+
+
+def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
+    """Write the Markdown model card that ships next to a decoder's weights."""
+    import json
+    from neumap_ros.core.map_io import atomic_write_bytes
+    training = info.get('training', {})
+    lines = [
+        '# NeuMap decoder: model card', '',
+        f'- weights: `{weights_name}` (safetensors, fp32)',
+        f'- decoder hash (SHA-256 of config and weights, recorded in every map): `{digest}`',
+        f'- architecture: {json.dumps(training.get("decoder", {}))}',
+        f'- training processes: {info.get("processes", 1)}; data preparation '
+        f'{info.get("data_seconds", "?")} s; training {info.get("train_seconds", "?")} s '
+        'on the CPU this recipe was run on',
+        f'- final loss (step, coordinate [voxel units], membership BCE): '
+        f'{info.get("final_loss")}', '',
+        '## Data', '',
+        'Procedural scenes rendered by `neumap_ros.core.synthetic` (this project\'s own ray '
+        'caster; textures are procedural or derived from the photographs scikit-image ships). '
+        'No real dataset was used, so every real scene is unseen by this decoder.', '',
+        f'- scenes: {json.dumps(info.get("scenes", {}))}',
+        f'- generator settings: {json.dumps(info.get("data", {}))}',
+        f'- keypoints: {json.dumps(info.get("features", {}))}', '',
+        '## Recipe', '',
+        '```', 'neumap train --config config/pretrain.yaml '
+        '--out neumap_ros/weights/decoder.safetensors --checkpoint build/pretrain.ckpt', '```',
+        '', f'Training settings: `{json.dumps(training)}`', '',
+        '## Intended use and limits', '',
+        'Scene-agnostic decoder for codes-only NeuMap mapping of new scenes with SIFT '
+        'keypoints (the feature kind above). Maps built with it record its hash and are '
+        'refused by any other decoder.', '']
+    atomic_write_bytes(path, '\n'.join(lines).encode())

@@ -72,7 +72,17 @@ def evaluate_frames(localizer, frames: list, progress: bool = True) -> list:
 
 
 def _percentile(values, q):
-    return float(np.percentile(values, q)) if len(values) else float('nan')
+    # Linear interpolation as np.percentile, but an infinite neighbour (a failed query) gives
+    # inf: numpy returns NaN there (inf - inf), even for a median that is a finite sample.
+    values = np.sort(np.asarray(values, dtype=float))
+    if len(values) == 0:
+        return float('nan')
+    position = q / 100.0 * (len(values) - 1)
+    lower, upper = int(np.floor(position)), int(np.ceil(position))
+    fraction = position - lower
+    if fraction == 0.0 or values[lower] == values[upper]:
+        return float(values[lower])
+    return float(values[lower] + (values[upper] - values[lower]) * fraction)
 
 
 def summarize(records: list, method: str, map_bytes: int = 0,

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from neumap_ros.core.features import DESCRIPTOR_DIMS, FeatureConfig
+from neumap_ros.core.features import DESCRIPTOR_DIMS, EXTRACTORS, FeatureConfig
 from neumap_ros.core.map_io import MapFormatError, read_tensor_file, require, \
     write_tensor_file
 from neumap_ros.core.observations import Observations
@@ -67,11 +67,13 @@ class FeatureMap:
         try:
             config = FeatureConfig.from_dict(meta['features'])
             dim = DESCRIPTOR_DIMS[config.kind]
+            width = EXTRACTORS[config.kind].descriptor_bytes
         except (KeyError, TypeError, ValueError) as error:
             raise MapFormatError(f'{path}: invalid feature settings ({error})')
         frame_index = require(tensors, 'frame_index', (None,), [np.int32], path)
         count = len(frame_index)
-        descriptors = require(tensors, 'descriptors', (count, None), [np.uint8], path)
+        # Raw descriptors must be as wide as the extractor's (else localization fails later).
+        descriptors = require(tensors, 'descriptors', (count, width), [np.uint8], path)
         xyz = require(tensors, 'xyz', (count, 3), [np.float32], path)
         centres = require(tensors, 'frame_centres', (None, 3), [np.float32], path)
         words = require(tensors, 'vocabulary', (None, dim), [np.float16], path)

@@ -52,7 +52,9 @@ class LocalizerOptions:
     """Run-time settings; keypoint settings come from the map unless overridden."""
 
     max_keypoints: int = 0            # 0: as in the map's feature settings
-    top_voxels: int = 8               # neural: voxels decoded per image (retrieval ranked)
+    top_voxels: int = 12              # neural: voxels decoded per image (most votes)
+    voting_keypoints: int = 256       # neural: strongest keypoints that vote for voxels
+    max_candidate_voxels: int = 64    # neural: voxels scored at all (retrieval pre-filter)
     min_membership: float = 0.5       # neural: keep predictions whose in-voxel prob. exceeds
     matches_per_keypoint: int = 2     # neural: keep this many voxel hypotheses per keypoint
     top_frames: int = 10              # baseline: mapping frames matched per image
@@ -221,44 +223,52 @@ class NeuralLocalizer(Localizer):
                 'device': str(self.device), 'decoder': self.map.decoder_hash[:12]}
 
     def _candidate_voxels(self, vectors, prior):
-        count = len(self.anchors)
-        limit = min(self.options.top_voxels, count)
-        allowed = np.arange(count)
+        """Voxels worth scoring: near the prior if any, and the best by retrieval if many."""
+        candidates = np.arange(len(self.anchors))
         if prior is not None:
             radius = prior.radius_m or self.options.prior_radius_m
             distance = np.linalg.norm(self.anchors - prior.T_world_camera[:3, 3], axis=1)
             near = np.flatnonzero(distance <= radius + self.voxel_size)
             if len(near):
-                allowed = near
-        if len(allowed) <= limit:
-            return allowed
-        histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
-        best = rank(histogram, self.map.voxel_histograms[allowed], limit)
-        return allowed[best]
+                candidates = near
+        if len(candidates) > self.options.max_candidate_voxels:
+            histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
+            best = rank(histogram, self.map.voxel_histograms[candidates],
+                        self.options.max_candidate_voxels)
+            candidates = candidates[best]
+        return candidates
 
     def _correspondences(self, features, pixels, camera, prior, timer):
         vectors = descriptor_vectors(features.descriptors, features.kind)
-        voxels = self._candidate_voxels(vectors, prior)
+        candidates = self._candidate_voxels(vectors, prior)
         timer.mark('retrieval')
-        per_keypoint = min(self.options.matches_per_keypoint, len(voxels))
+        options = self.options
         rows, keypoint_ids, probabilities, points = [], [], [], []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.device.type == 'cuda'):
             queries = self.decoder.embed_queries(torch.from_numpy(vectors).to(self.device))
-            cache = self.cache.select(torch.from_numpy(voxels).to(self.device))
-            # Cascade: score every (voxel, keypoint) pair with the cheap first-layer match
-            # strength, then fully decode each keypoint only against its best voxels.
-            strength = self.decoder.match_strength(queries, cache)
-            best = strength.topk(per_keypoint, dim=0).indices.cpu().numpy()
+            cache = self.cache.select(torch.from_numpy(candidates).to(self.device))
+            # Voxel selection by the decoder itself: the strongest keypoints (extractors sort
+            # them by response) vote for the voxel whose codes they match best.
+            voters = queries[:options.voting_keypoints]
+            votes = np.bincount(self.decoder.match_scores(voters, cache).argmax(dim=0).cpu()
+                                .numpy(), minlength=len(candidates))
+            chosen = np.argsort(-votes, kind='stable')[:options.top_voxels]
+            voxels = candidates[chosen]
+            cache = cache.select(torch.from_numpy(chosen).to(self.device))
+            # Cascade: every keypoint is fully decoded only against its best few voxels.
+            per_keypoint = min(options.matches_per_keypoint, len(voxels))
+            scores = self.decoder.match_scores(queries, cache)
+            best = scores.topk(per_keypoint, dim=0).indices.cpu().numpy()
             for row in range(len(voxels)):
-                chosen = np.flatnonzero((best == row).any(axis=0))
-                if len(chosen) == 0:
+                selected = np.flatnonzero((best == row).any(axis=0))
+                if len(selected) == 0:
                     continue
-                index = torch.from_numpy(chosen).to(self.device)
+                index = torch.from_numpy(selected).to(self.device)
                 offsets, logits = self.decoder.decode(queries[index].unsqueeze(0),
                                                       cache.select(torch.tensor([row])))
-                rows.append(np.full(len(chosen), row))
-                keypoint_ids.append(chosen)
+                rows.append(np.full(len(selected), row))
+                keypoint_ids.append(selected)
                 probabilities.append(torch.sigmoid(logits[0].float()).cpu().numpy())
                 points.append(offsets[0].float().cpu().numpy())
         timer.mark('decode')
@@ -266,7 +276,7 @@ class NeuralLocalizer(Localizer):
             return pixels[:0], np.zeros((0, 3)), voxels.tolist()
         rows, keypoint_ids = np.concatenate(rows), np.concatenate(keypoint_ids)
         probabilities, offsets = np.concatenate(probabilities), np.concatenate(points)
-        keep = probabilities > self.options.min_membership
+        keep = probabilities > options.min_membership
         # Most confident first: PnP samples progressively from the front (PROSAC).
         order = np.flatnonzero(keep)[np.argsort(-probabilities[keep], kind='stable')]
         voxel_ids = voxels[rows[order]]

@@ -51,6 +51,7 @@ class MappingConfig:
     """Settings of codes-only mapping (see README for how the defaults were chosen)."""
 
     voxel_size: float = 1.0
+    landmarks_per_voxel: int = 0      # code slots per voxel; 0: the decoder's default
     min_points_per_voxel: int = 100
     min_frames_per_voxel: int = 3
     iterations: int = 1500
@@ -178,8 +179,8 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
                          'increase voxel_size')
     tracks = build_tracks(observations)
-    samples = landmark_samples(observations, grid, decoder.config.codes_per_voxel, tracks,
-                               seed=config.seed)
+    slots = config.landmarks_per_voxel or decoder.config.codes_per_voxel
+    samples = landmark_samples(observations, grid, slots, tracks, seed=config.seed)
     grid = samples.grid
     LOG.info('mapping %d voxels from %d points', len(grid), samples.num_points)
     with torch.no_grad():

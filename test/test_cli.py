@@ -1,0 +1,141 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The ``neumap`` command line, run as a separate process like a user runs it.
+
+A tiny real slice of the 7-Scenes kitchen (20 mapping frames, 5 queries between them) goes
+through build-map, evaluate and info; bad input ends with exit status 2 and one line on stderr.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import neumap_ros
+
+SCENE = '7scenes-redkitchen'
+MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
+# Five frames from the middle of the mapped stretch, each halfway between two mapping frames.
+QUERY_FRAMES = [f'frame-{i:06d}' for i in range(25, 200, 40)]
+
+
+def neumap(*args, cwd, timeout=120):
+    """Run ``python -m neumap_ros.cli ARGS`` on this checkout; return the CompletedProcess."""
+    env = dict(os.environ)
+    package_root = str(pathlib.Path(neumap_ros.__file__).resolve().parents[1])
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
+    return subprocess.run([sys.executable, '-m', 'neumap_ros.cli', *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def error_line(result) -> str:
+    """Return the single non-empty stderr line of a failed run (fail if there are more)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_unknown_dataset_layout_exits_2_with_one_line(tmp_path):
+    """build-map on a folder of no known layout: exit 2, one line naming the expected files."""
+    folder = tmp_path / 'not-a-dataset'
+    folder.mkdir()
+    (folder / 'readme.txt').write_text('nothing here')
+    result = neumap('build-map', folder, '--out', tmp_path / 'map.safetensors', '--method',
+                    'features', '--quiet', cwd=tmp_path)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith('neumap build-map: error:')
+    assert 'not a recognised dataset' in line and 'frame-*.pose.txt' in line
+    assert 'cameras/' in line and 'COLMAP' in line
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'map.safetensors').exists()
+
+
+def test_missing_map_file_exits_2(tmp_path, shared_data_dir):
+    """Evaluate with a map that does not exist: exit 2, one line naming the file."""
+    missing = tmp_path / 'missing.safetensors'
+    result = neumap('evaluate', missing, shared_data_dir / SCENE, '--split',
+                    'interleaved-query', '--quiet', cwd=tmp_path)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith('neumap evaluate: error:')
+    assert 'does not exist' in line and str(missing) in line
+
+
+@pytest.fixture(scope='module')
+def built_map(tmp_path_factory, shared_data_dir):
+    """Build a feature map of 20 kitchen frames with the CLI; return (folder, map, result)."""
+    folder = tmp_path_factory.mktemp('cli')
+    split = folder / 'map.txt'
+    split.write_text('\n'.join(MAP_FRAMES) + '\n')
+    map_path = folder / 'kitchen.safetensors'
+    result = neumap('build-map', shared_data_dir / SCENE, '--split', split, '--out', map_path,
+                    '--method', 'features', '--max-keypoints', 600, '--quiet', cwd=folder)
+    return folder, map_path, result
+
+
+def test_build_map_writes_a_feature_map(built_map):
+    """build-map exits 0, reports what it wrote, and the file is there."""
+    _, map_path, result = built_map
+    assert result.returncode == 0, result.stderr
+    assert f'wrote {map_path}' in result.stdout and 'from 20 frames' in result.stdout
+    assert map_path.stat().st_size > 100_000
+
+
+def test_info_describes_the_map(built_map):
+    """Info prints JSON with the method, size, frame count and feature settings."""
+    folder, map_path, _ = built_map
+    result = neumap('info', map_path, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info['method'] == 'features'
+    assert info['bytes'] == map_path.stat().st_size
+    assert info['frames'] == 20 and info['points'] > 5000
+    assert info['features']['kind'] == 'sift' and info['features']['max_keypoints'] == 600
+    assert info['info']['dataset'] == SCENE and info['info']['mapping_frames'] == 20
+
+
+def test_evaluate_localizes_held_back_frames(built_map, shared_data_dir):
+    """Evaluate writes a complete JSON report and a PNG plot; all queries within 5 cm/5 deg."""
+    folder, map_path, _ = built_map
+    split = folder / 'query.txt'
+    split.write_text('\n'.join(QUERY_FRAMES) + '\n')
+    report_path, plot_path = folder / 'report.json', folder / 'report.png'
+    result = neumap('evaluate', map_path, shared_data_dir / SCENE, '--split', split, '--json',
+                    report_path, '--plot', plot_path, '--device', 'cpu', '--quiet', cwd=folder)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    required = {'method', 'queries', 'localized', 'median_translation_m',
+                'median_rotation_deg', 'recall', 'map_bytes', 'mapping_seconds', 'latency_ms'}
+    assert required <= set(report)
+    assert report['method'] == 'features'
+    assert report['queries'] == 5 and report['localized'] == 5
+    assert report['map_bytes'] == map_path.stat().st_size
+    assert report['mapping_seconds'] > 0
+    assert set(report['recall']) == {'0.02m_2deg', '0.05m_5deg', '0.10m_5deg', '0.25m_2deg',
+                                     '0.5m_5deg', '5m_10deg'}
+    assert report['recall']['0.05m_5deg'] == 1.0
+    assert report['median_translation_m'] < 0.02 and report['median_rotation_deg'] < 1.0
+    latency = report['latency_ms']
+    assert latency['median'] > 0 and latency['p90'] >= latency['median']
+    assert {'features', 'retrieval', 'matching', 'pnp', 'total'} <= set(latency['stages'])
+    assert [q['name'] for q in report['per_query']] == QUERY_FRAMES
+    assert plot_path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # The table on stdout carries the same numbers.
+    assert result.stdout.splitlines()[1].split()[:3] == ['features', '5', '5']

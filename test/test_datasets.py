@@ -1,0 +1,393 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Dataset layouts: the real 7-Scenes and Strecha folders, COLMAP models, and broken folders.
+
+Expected numbers for the real data are those documented in the shared data README; COLMAP
+models are written by the tests from known poses, following COLMAP's documented formats.
+"""
+
+from pathlib import Path
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from synthetic_views import arc_of_cameras, points_in_box, project
+
+from neumap_ros.core.camera import PinholeCamera
+from neumap_ros.core.colmap import ColmapError
+from neumap_ros.core.datasets import DatasetError, detect_layout, open_dataset
+from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig
+from neumap_ros.core.matching import match_descriptors
+from neumap_ros.core.triangulation import epipolar_distances, fundamental_matrix
+
+
+@pytest.fixture(scope='module')
+def kitchen(shared_data_dir):
+    """Return the opened 7-Scenes kitchen."""
+    return open_dataset(shared_data_dir / '7scenes-redkitchen')
+
+
+@pytest.fixture(scope='module')
+def fountain(shared_data_dir):
+    """Return the opened Strecha fountain-P11 scene."""
+    return open_dataset(shared_data_dir / 'strecha' / 'fountain-P11')
+
+
+def test_kitchen_frames_splits_and_intrinsics(kitchen):
+    """1000 frames with depth, the README's split sizes, and the colour intrinsics 525/320/240."""
+    assert kitchen.layout == 'sevenscenes' and kitchen.has_depth
+    assert len(kitchen.frames) == 1000
+    sizes = {name: len(kitchen.split(name)) for name in kitchen.splits}
+    assert sizes == {'interleaved-map': 760, 'interleaved-query': 160,
+                     'sequential-map': 600, 'sequential-query': 200}
+    for kind in ('interleaved', 'sequential'):
+        assert not set(kitchen.splits[f'{kind}-map']) & set(kitchen.splits[f'{kind}-query'])
+    # Every 50-frame block: frames 0-37 map, 40-47 query.
+    assert kitchen.splits['interleaved-query'][:8] == [f'frame-{i:06d}' for i in range(40, 48)]
+    assert kitchen.splits['interleaved-map'][37:39] == ['frame-000037', 'frame-000050']
+    camera = kitchen.frames['frame-000123'].camera
+    assert (camera.width, camera.height) == (640, 480)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy) == (525.0, 525.0, 320.0, 240.0)
+    assert camera.distortion == ()
+    assert len(kitchen.split(None)) == 1000 == len(kitchen.split('all'))
+
+
+def test_kitchen_poses_are_orthonormalised_versions_of_the_files(kitchen, shared_data_dir):
+    """Loaded rotations are exact rotations within 0.05 deg of the slightly skewed raw ones."""
+    for name in ('frame-000000', 'frame-000500', 'frame-000999'):
+        pose = kitchen.frames[name].T_world_camera
+        raw = np.loadtxt(shared_data_dir / '7scenes-redkitchen' / f'{name}.pose.txt')
+        rotation = pose[:3, :3]
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rotation) == pytest.approx(1.0, abs=1e-12)
+        np.testing.assert_array_equal(pose[:3, 3], raw[:3, 3])
+        assert np.abs(rotation - raw[:3, :3]).max() < 1e-3
+        # The raw matrix is measurably non-orthonormal (the README's 0.9998 singular values).
+        assert np.abs(raw[:3, :3].T @ raw[:3, :3] - np.eye(3)).max() > 1e-6
+
+
+def test_kitchen_images_and_depth_load(kitchen, shared_data_dir):
+    """Images load as 480x640 BGR; depth is metres with 0 where the raw value is 0 or 65535."""
+    frame = kitchen.frames['frame-000000']
+    assert frame.load_image().shape == (480, 640, 3)
+    depth = frame.load_depth()
+    raw = cv2.imread(str(shared_data_dir / '7scenes-redkitchen' / 'frame-000000.depth.png'),
+                     cv2.IMREAD_UNCHANGED)
+    assert depth.dtype == np.float32 and depth.shape == raw.shape == (480, 640)
+    invalid = (raw == 0) | (raw == 65535)
+    assert invalid.any() and np.all(depth[invalid] == 0.0)
+    np.testing.assert_allclose(depth[~invalid], raw[~invalid] / 1000.0, rtol=1e-6)
+    assert 0.3 < np.median(depth[~invalid]) < 5.0
+
+
+def test_strecha_scenes_read_their_camera_files(fountain, shared_data_dir):
+    """Frame counts, splits, and K, R (camera-to-world) and C exactly as the .camera files."""
+    assert fountain.layout == 'strecha' and not fountain.has_depth
+    assert len(fountain.frames) == 11
+    assert (len(fountain.splits['map']), len(fountain.splits['query'])) == (8, 3)
+    herz = open_dataset(shared_data_dir / 'strecha' / 'Herz-Jesus-P25')
+    assert len(herz.frames) == 25
+    assert (len(herz.splits['map']), len(herz.splits['query'])) == (19, 6)
+    path = shared_data_dir / 'strecha' / 'fountain-P11' / 'cameras' / '0004.jpg.camera'
+    rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines()
+            if line.strip()]
+    frame = fountain.frames['0004']
+    np.testing.assert_allclose(frame.camera.K, rows[0:3])
+    assert (frame.camera.width, frame.camera.height) == (1024, 682)
+    assert frame.camera.distortion == ()
+    np.testing.assert_allclose(frame.T_world_camera[:3, 3], rows[7])          # centre C
+    np.testing.assert_allclose(frame.T_world_camera[:3, :3], rows[4:7], atol=1e-5)
+    assert frame.image_path == path.parent.parent / 'images' / '0004.jpg'
+
+
+def test_strecha_pose_convention_agrees_with_the_images(fountain):
+    """SIFT matches of two views lie on the epipolar lines of the loaded poses (< 1 px)."""
+    extractor = create_extractor(FeatureConfig(max_keypoints=1500))
+    first, second = fountain.frames['0004'], fountain.frames['0005']
+    a, b = extractor.extract(first.load_image()), extractor.extract(second.load_image())
+    matches = match_descriptors(descriptor_vectors(a.descriptors, 'sift'),
+                                descriptor_vectors(b.descriptors, 'sift'), 0.7, mutual=True)
+    assert len(matches) > 200
+    x1, x2 = a.keypoints[matches[:, 0]], b.keypoints[matches[:, 1]]
+    F = fundamental_matrix(first.camera, first.T_world_camera, second.camera,
+                           second.T_world_camera)
+    assert np.median(epipolar_distances(F, x1, x2)) < 1.0
+    # Reading R as world-to-camera instead (the other common convention) does not fit.
+    swapped = [pose.copy() for pose in (first.T_world_camera, second.T_world_camera)]
+    for pose in swapped:
+        pose[:3, :3] = pose[:3, :3].T
+    F_wrong = fundamental_matrix(first.camera, swapped[0], second.camera, swapped[1])
+    assert np.median(epipolar_distances(F_wrong, x1, x2)) > 20.0
+
+
+def test_unknown_layout_names_what_is_missing(tmp_path):
+    """A folder of unrelated files is refused with the three layouts it would need."""
+    (tmp_path / 'notes.txt').write_text('hello')
+    (tmp_path / 'images').mkdir()
+    with pytest.raises(DatasetError) as error:
+        open_dataset(tmp_path)
+    message = str(error.value)
+    for expected in ('not a recognised dataset', 'frame-*.pose.txt', 'cameras/',
+                     'COLMAP', 'points3D'):
+        assert expected in message
+
+
+def test_missing_folder_is_reported(tmp_path):
+    """A path that does not exist (or is a file) gives 'does not exist', not a traceback."""
+    with pytest.raises(DatasetError, match='does not exist'):
+        open_dataset(tmp_path / 'nowhere')
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(DatasetError, match='does not exist'):
+        detect_layout(tmp_path / 'file')
+
+
+def write_sevenscenes(root: Path, names, image=True) -> Path:
+    """Write a tiny 7-Scenes-layout folder with identity poses and 32x24 images."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        np.savetxt(root / f'{name}.pose.txt', np.eye(4))
+        if image:
+            cv2.imwrite(str(root / f'{name}.color.png'), np.full((24, 32, 3), 90, np.uint8))
+    return root
+
+
+def test_split_naming_missing_frames_is_refused(kitchen, tmp_path):
+    """A split list with frames the dataset lacks names them; unknown split names list known."""
+    listing = tmp_path / 'bad-split.txt'
+    listing.write_text('frame-000001\nframe-999999\n# comment\nframe-888888.color.jpg\n')
+    with pytest.raises(DatasetError) as error:
+        kitchen.split(str(listing))
+    assert 'names 2 frames' in str(error.value) and 'frame-999999' in str(error.value)
+    assert 'frame-888888' in str(error.value)
+    with pytest.raises(DatasetError, match='interleaved-map'):
+        kitchen.split('no-such-split')
+    good = tmp_path / 'good.txt'
+    good.write_text('frame-000002\n\n  frame-000001  \n')
+    assert [f.name for f in kitchen.split(str(good))] == ['frame-000002', 'frame-000001']
+
+
+def test_broken_sevenscenes_folders(tmp_path):
+    """A pose without image, a short or non-numeric pose, and NaN intrinsics -> DatasetError."""
+    root = write_sevenscenes(tmp_path / 'no-image', ['frame-000000'], image=False)
+    with pytest.raises(DatasetError, match='frame-000000.color.jpg'):
+        open_dataset(root)
+    root = write_sevenscenes(tmp_path / 'short-pose', ['frame-000000'])
+    (root / 'frame-000000.pose.txt').write_text('1 0 0\n')
+    with pytest.raises(DatasetError, match='4x4 finite numbers'):
+        open_dataset(root)
+    (root / 'frame-000000.pose.txt').write_text('a b c d\n' * 4)
+    with pytest.raises(DatasetError, match='cannot parse'):
+        open_dataset(root)
+    root = write_sevenscenes(tmp_path / 'nan-intrinsics', ['frame-000000'])
+    (root / 'rgb-camera-intrinsics.txt').write_text('nan 0 320\n0 525 240\n0 0 1\n')
+    with pytest.raises(DatasetError, match='3x3 finite numbers'):
+        open_dataset(root)
+    root = write_sevenscenes(tmp_path / 'good', ['frame-000000', 'frame-000001'])
+    dataset = open_dataset(root)
+    assert sorted(dataset.frames) == ['frame-000000', 'frame-000001'] and not dataset.has_depth
+    assert dataset.frames['frame-000000'].camera.width == 32
+    assert dataset.frames['frame-000000'].load_depth() is None
+
+
+def test_broken_strecha_folders(tmp_path):
+    """A camera file without image, an unparsable one, or none at all -> DatasetError."""
+    root = tmp_path / 'strecha'
+    (root / 'images').mkdir(parents=True)
+    (root / 'cameras').mkdir()
+    with pytest.raises(DatasetError, match='holds no'):
+        open_dataset(root)
+    (root / 'cameras' / '0000.jpg.camera').write_text('1 0 0\n0 1 0\n')
+    with pytest.raises(DatasetError, match='no image'):
+        open_dataset(root)
+    cv2.imwrite(str(root / 'images' / '0000.jpg'), np.zeros((24, 32, 3), np.uint8))
+    with pytest.raises(DatasetError, match='cannot parse Strecha camera file'):
+        open_dataset(root)
+
+
+def colmap_scene(seed: int = 0):
+    """Return cameras, poses (camera-to-world), names and 3D points of a small known scene."""
+    rng = np.random.default_rng(seed)
+    cameras = {1: ('PINHOLE', 640, 480, [500.0, 510.0, 322.5, 237.0]),
+               2: ('SIMPLE_RADIAL', 320, 240, [260.0, 160.0, 120.0, -0.05])}
+    poses = arc_of_cameras(4, [0.0, 0.0, 0.0], 4.0, 40.0)
+    names = ['view_00.png', 'view_01.png', 'view_02.png', 'view_03.png']
+    camera_ids = [1, 1, 2, 1]
+    points = points_in_box(rng, 30, [0.0, 0.0, 0.0], 0.8)
+    return cameras, poses, names, camera_ids, points
+
+
+def pinhole_of(model):
+    """Return the PinholeCamera a (name, width, height, params) COLMAP camera must become."""
+    name, width, height, params = model
+    if name == 'PINHOLE':
+        return PinholeCamera(width, height, *params)
+    f, cx, cy, k = params
+    return PinholeCamera(width, height, f, f, cx, cy, (k, 0.0, 0.0, 0.0))
+
+
+def world_to_camera(pose):
+    """Return COLMAP's (qw, qx, qy, qz) and t of a camera-to-world pose, from scipy."""
+    rotation = pose[:3, :3].T
+    x, y, z, w = Rotation.from_matrix(rotation).as_quat()
+    return [w, x, y, z], -rotation @ pose[:3, 3]
+
+
+def observations_of(scene):
+    """Return per image (pixels, point ids): the first 20 points, pinhole projections."""
+    cameras, poses, _, camera_ids, points = scene
+    result = []
+    for pose, camera_id in zip(poses, camera_ids):
+        pixels, _ = project(pinhole_of(cameras[camera_id]).undistorted(), pose, points[:20])
+        result.append((pixels, np.arange(20)))
+    return result
+
+
+def write_colmap_text(model_dir: Path, scene, empty_image: int = -1) -> None:
+    """Write cameras.txt, images.txt and points3D.txt (image ``empty_image`` has no points)."""
+    cameras, poses, names, camera_ids, points = scene
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / 'cameras.txt').write_text(
+        '# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n' + ''.join(
+            f'{cid} {name} {w} {h} ' + ' '.join(f'{p:.17g}' for p in params) + '\n'
+            for cid, (name, w, h, params) in cameras.items()))
+    lines = ['# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME', '# POINTS2D[]']
+    for index, (pose, name, (pixels, ids)) in enumerate(zip(poses, names,
+                                                            observations_of(scene))):
+        q, t = world_to_camera(pose)
+        lines.append(f'{index + 1} ' + ' '.join(f'{v:.17g}' for v in [*q, *t]) +
+                     f' {camera_ids[index]} {name}')
+        lines.append('' if index == empty_image else
+                     ' '.join(f'{u:.17g} {v:.17g} {i}' for (u, v), i in zip(pixels, ids)))
+    (model_dir / 'images.txt').write_text('\n'.join(lines) + '\n')
+    (model_dir / 'points3D.txt').write_text(''.join(
+        f'{i} {x:.17g} {y:.17g} {z:.17g} 128 128 128 0.5 1 {i}\n'
+        for i, (x, y, z) in enumerate(points)))
+
+
+def write_colmap_binary(model_dir: Path, scene) -> None:
+    """Write cameras.bin, images.bin and points3D.bin as COLMAP's binary format specifies."""
+    cameras, poses, names, camera_ids, points = scene
+    model_ids = {'PINHOLE': 1, 'SIMPLE_RADIAL': 2}
+    model_dir.mkdir(parents=True, exist_ok=True)
+    data = struct.pack('<Q', len(cameras))
+    for cid, (name, w, h, params) in cameras.items():
+        data += struct.pack('<iiQQ', cid, model_ids[name], w, h)
+        data += struct.pack(f'<{len(params)}d', *params)
+    (model_dir / 'cameras.bin').write_bytes(data)
+    data = struct.pack('<Q', len(poses))
+    for index, (pose, name, (pixels, ids)) in enumerate(zip(poses, names,
+                                                            observations_of(scene))):
+        q, t = world_to_camera(pose)
+        data += struct.pack('<i7di', index + 1, *q, *t, camera_ids[index])
+        data += name.encode() + b'\x00' + struct.pack('<Q', len(ids))
+        for (u, v), i in zip(pixels, ids):
+            data += struct.pack('<ddq', u, v, i)
+    (model_dir / 'images.bin').write_bytes(data)
+    data = struct.pack('<Q', len(points))
+    for i, xyz in enumerate(points):
+        data += struct.pack('<Q3d3Bd', i, *xyz, 128, 128, 128, 0.5)
+        data += struct.pack('<Qii', 1, 1, i)
+    (model_dir / 'points3D.bin').write_bytes(data)
+
+
+def write_images(root: Path, scene) -> None:
+    """Write placeholder images of the right sizes into root/images."""
+    cameras, _, names, camera_ids, _ = scene
+    (root / 'images').mkdir(parents=True, exist_ok=True)
+    for name, camera_id in zip(names, camera_ids):
+        _, width, height, _ = cameras[camera_id]
+        cv2.imwrite(str(root / 'images' / name), np.full((height, width, 3), 100, np.uint8))
+
+
+def check_colmap_dataset(dataset, scene) -> None:
+    """Assert that a dataset holds the scene's poses, cameras and 3D observations."""
+    cameras, poses, names, camera_ids, points = scene
+    assert dataset.layout == 'colmap'
+    assert sorted(dataset.frames) == [Path(n).stem for n in names]
+    for pose, name, camera_id, (pixels, ids) in zip(poses, names, camera_ids,
+                                                    observations_of(scene)):
+        frame = dataset.frames[Path(name).stem]
+        np.testing.assert_allclose(frame.T_world_camera, pose, atol=1e-9)
+        assert frame.camera == pinhole_of(cameras[camera_id])
+        assert frame.image_path == dataset.root / 'images' / name
+        assert frame.load_image().shape[:2] == (frame.camera.height, frame.camera.width)
+        # The stored 2D observations are where the loaded pose and camera project the points.
+        seen, _ = project(frame.camera, frame.T_world_camera, points[ids])
+        np.testing.assert_allclose(seen, pixels, atol=1e-6)
+    model = dataset.colmap_model
+    assert len(model.points3d) == len(points)
+    np.testing.assert_allclose(model.points3d[7], points[7])
+
+
+def test_colmap_text_model_is_detected_and_read(tmp_path):
+    """A text model under sparse/0 with images/ opens with the poses it was written from."""
+    scene = colmap_scene()
+    write_colmap_text(tmp_path / 'sparse' / '0', scene)
+    write_images(tmp_path, scene)
+    (tmp_path / 'split-map.txt').write_text('view_00\nview_02\n')
+    assert detect_layout(tmp_path) == 'colmap'
+    dataset = open_dataset(tmp_path)
+    check_colmap_dataset(dataset, scene)
+    assert [f.name for f in dataset.split('map')] == ['view_00', 'view_02']
+
+
+def test_colmap_binary_model_reads_like_the_text_one(tmp_path):
+    """The same scene written in COLMAP's binary format opens with identical content."""
+    scene = colmap_scene(seed=1)
+    write_colmap_binary(tmp_path / 'sparse', scene)
+    write_images(tmp_path, scene)
+    check_colmap_dataset(open_dataset(tmp_path), scene)
+
+
+def test_colmap_image_without_points_keeps_the_model_aligned(tmp_path):
+    """An image with an empty POINTS2D line (known-pose models) does not shift the others."""
+    scene = colmap_scene(seed=2)
+    for empty in (1, 3):  # one in the middle, one at the end
+        root = tmp_path / f'empty-{empty}'
+        write_colmap_text(root, scene, empty_image=empty)
+        write_images(root, scene)
+        dataset = open_dataset(root)
+        assert len(dataset.frames) == 4
+        np.testing.assert_allclose(dataset.frames['view_03'].T_world_camera, scene[1][3],
+                                   atol=1e-9)
+        images = {image.name: image for image in dataset.colmap_model.images.values()}
+        assert len(images[scene[2][empty]].points2d) == 0
+        assert len(images[scene[2][0]].points2d) == 20
+
+
+def test_broken_colmap_models(tmp_path):
+    """Missing images/, truncated binary files and fisheye cameras give clear errors."""
+    scene = colmap_scene()
+    write_colmap_text(tmp_path / 'no-images', scene)
+    with pytest.raises(DatasetError, match='images/ folder'):
+        open_dataset(tmp_path / 'no-images')
+    root = tmp_path / 'truncated'
+    write_colmap_binary(root, scene)
+    write_images(root, scene)
+    data = (root / 'images.bin').read_bytes()
+    (root / 'images.bin').write_bytes(data[:len(data) // 2])
+    with pytest.raises(ColmapError, match='truncated'):
+        open_dataset(root)
+    root = tmp_path / 'fisheye'
+    write_colmap_text(root, scene)
+    write_images(root, scene)
+    text = (root / 'cameras.txt').read_text().replace('SIMPLE_RADIAL', 'SIMPLE_RADIAL_FISHEYE')
+    (root / 'cameras.txt').write_text(text)
+    with pytest.raises(ColmapError, match='not supported'):
+        open_dataset(root)
+    assert issubclass(ColmapError, ValueError)

@@ -1,0 +1,139 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The scene-agnostic decoder: shapes, devices, masking, importance weights, cascade scores."""
+
+import pytest
+import torch
+
+from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder, resolve_device
+from neumap_ros.core.decoder_weights import load_decoder, SHIPPED_WEIGHTS
+
+CONFIG = DecoderConfig(width=32, layers=2, heads=4, ffn_dim=64, code_dim=16, codes_per_voxel=8)
+
+
+def _inputs(voxels=3, keypoints=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.nn.functional.normalize(
+        torch.rand(voxels, keypoints, CONFIG.descriptor_dim, generator=generator), dim=-1)
+    codes = torch.randn(voxels, CONFIG.codes_per_voxel, CONFIG.layers, CONFIG.code_dim,
+                        generator=generator)
+    weights = torch.ones(voxels, CONFIG.codes_per_voxel, CONFIG.layers)
+    mask = torch.ones(voxels, CONFIG.codes_per_voxel, dtype=torch.bool)
+    positions = torch.rand(voxels, CONFIG.codes_per_voxel, 3, generator=generator) - 0.5
+    return vectors, codes, weights, mask, positions
+
+
+def test_output_shapes_and_attention():
+    """Offsets are (V, N, 3), logits (V, N) and first-layer attention (V, N, K)."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    vectors, codes, weights, mask, positions = _inputs()
+    offsets, logits, attention = decoder(vectors, codes, weights, mask, positions,
+                                         return_attention=True)
+    assert offsets.shape == (3, 5, 3)
+    assert logits.shape == (3, 5)
+    assert attention.shape == (3, 5, CONFIG.codes_per_voxel)
+    assert torch.isfinite(offsets).all() and torch.isfinite(logits).all()
+
+
+def test_masked_codes_are_never_attended():
+    """Changing a masked code, or its position, leaves every output unchanged."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    vectors, codes, weights, mask, positions = _inputs()
+    mask[:, 3] = False
+    with torch.no_grad():
+        before = decoder(vectors, codes, weights, mask, positions)
+        codes[:, 3] += 100.0
+        positions[:, 3] += 50.0
+        after = decoder(vectors, codes, weights, mask, positions)
+    assert torch.allclose(before[0], after[0]) and torch.allclose(before[1], after[1])
+
+
+def test_zero_importance_acts_like_pruning():
+    """A code whose importance weight is ~0 contributes (almost) nothing, as if masked."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    vectors, codes, weights, mask, positions = _inputs()
+    weights[:, 2, :] = 0.0
+    masked = mask.clone()
+    masked[:, 2] = False
+    with torch.no_grad():
+        weighted = decoder(vectors, codes, weights, mask, positions)
+        pruned = decoder(vectors, codes, torch.ones_like(weights), masked, positions)
+    assert torch.allclose(weighted[0], pruned[0], atol=1e-2)
+    assert torch.allclose(weighted[1], pruned[1], atol=1e-2)
+
+
+def test_match_scores_are_the_best_head_averaged_logits():
+    """The cascade's cheap scores equal the max of the first layer's head-averaged logits."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    vectors, codes, weights, mask, positions = _inputs(voxels=4, keypoints=6)
+    mask[1, :4] = False
+    shared = vectors[0]
+    with torch.no_grad():
+        cache = decoder.code_cache(codes, weights, mask, positions)
+        queries = decoder.embed_queries(shared)
+        scores = decoder.match_scores(queries, cache)
+        _, _, attention = decoder.decode(queries.unsqueeze(0).expand(4, -1, -1), cache,
+                                         return_attention=True)
+    assert scores.shape == (4, 6)
+    assert torch.allclose(scores, attention.amax(dim=-1), atol=1e-4)
+
+
+def test_cache_selection_matches_full_decoding():
+    """Decoding a voxel through a selected cache equals decoding it in the full batch."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    vectors, codes, weights, mask, positions = _inputs(voxels=3)
+    with torch.no_grad():
+        cache = decoder.code_cache(codes, weights, mask, positions)
+        queries = decoder.embed_queries(vectors)
+        full = decoder.decode(queries, cache)
+        one = decoder.decode(queries[2:3], cache.select(torch.tensor([2])))
+    assert torch.allclose(full[0][2], one[0][0], atol=1e-6)
+
+
+def test_hash_changes_with_any_weight():
+    """The decoder hash identifies the exact weights."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG)
+    first = decoder_hash(decoder)
+    assert first == decoder_hash(decoder)
+    with torch.no_grad():
+        decoder.head.bias[0] += 1e-3
+    assert decoder_hash(decoder) != first
+
+
+def test_device_resolution():
+    """'auto' falls back to the CPU; CUDA without a GPU and unknown names are errors."""
+    assert resolve_device('cpu').type == 'cpu'
+    assert resolve_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='CUDA'):
+            resolve_device('cuda')
+    with pytest.raises(ValueError):
+        resolve_device('tpu')
+
+
+def test_shipped_decoder_loads_and_matches_its_hash():
+    """The package ships decoder weights that load, validate and decode."""
+    assert SHIPPED_WEIGHTS.is_file(), 'the package must ship neumap_ros/weights/'
+    decoder, metadata = load_decoder()
+    assert metadata['hash'] == decoder_hash(decoder)
+    assert not any(p.requires_grad for p in decoder.parameters())
+    assert (SHIPPED_WEIGHTS.parent / 'MODEL_CARD.md').is_file()
+    assert SHIPPED_WEIGHTS.stat().st_size < 8 * 1024 * 1024
