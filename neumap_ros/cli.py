@@ -292,7 +292,8 @@ def cmd_train(args) -> int:
             scenes = training_scenes(data, features, training.decoder.codes_per_voxel,
                                      args.cache, False)
         data_seconds = time.monotonic() - started
-        decoder, history = pretrain(scenes, training, args.checkpoint, not args.quiet)
+        decoder, history = pretrain(scenes, training, args.checkpoint, not args.quiet,
+                                    stop_after=args.stop_after or 0)
         if rank == 0:
             info = {'training': training.to_dict(), 'data': data.to_dict(),
                     'features': features.to_dict(), 'scenes': describe_scenes(scenes),
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
     train.add_argument('--iterations', type=int)
     train.add_argument('--time-budget', type=float, help='stop training after this many s')
+    train.add_argument('--stop-after', type=int,
+                       help='run this many iterations now, checkpoint, and stop (resume later)')
     train.add_argument('--scenes', type=int, help='number of synthetic scenes')
     train.add_argument('--device', default='cpu')
     train.add_argument('--history', help='write the loss history (JSON) here')

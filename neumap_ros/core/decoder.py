@@ -21,9 +21,10 @@ head reads the 3D offset of the keypoint from the voxel anchor (in voxel-size un
 decoder serves rooms and streets) and a logit for "this keypoint lies in this voxel".
 
 Codes live in the map, not here. Each code has an importance weight that scales its share of
-attention (pruning drops codes whose weight fell to ~0) and a validity mask. A small code initialiser turns
-clustered (descriptor, offset) statistics of a voxel into starting codes, so mapping a new
-scene starts near a solution and only has to refine the codes.
+attention (pruning drops codes whose weight fell to ~0) and a validity mask. A small code
+initialiser turns a voxel's landmarks (mean descriptor and position of its longest feature
+tracks) into starting codes, so mapping a new scene starts near a solution and only has to
+refine the codes.
 """
 
 from dataclasses import asdict, dataclass

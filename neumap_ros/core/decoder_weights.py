@@ -84,7 +84,7 @@ def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
         f'- final loss (step, coordinate [voxel units], membership BCE): '
         f'{info.get("final_loss")}', '',
         '## Data', '',
-        'Procedural scenes rendered by `neumap_ros.core.synthetic` (this project\'s own ray '
+        "Procedural scenes rendered by `neumap_ros.core.synthetic` (this project's own ray "
         'caster; textures are procedural or derived from the photographs scikit-image ships). '
         'No real dataset was used, so every real scene is unseen by this decoder.', '',
         f'- scenes: {json.dumps(info.get("scenes", {}))}',

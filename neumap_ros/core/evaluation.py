@@ -141,8 +141,11 @@ def format_table(reports: list) -> str:
               '10cm/5deg', 'map MB', 'latency ms (med/p90)']
     rows = [header]
     for report in reports:
+        label = str(report['method'])
+        if report.get('scene'):
+            label = f"{report['scene']} / {label}"
         rows.append([
-            str(report['method']), str(report['queries']), str(report['localized']),
+            label, str(report['queries']), str(report['localized']),
             _fmt(report['median_translation_m'], 3), _fmt(report['median_rotation_deg'], 2),
             _fmt(report['recall']['0.05m_5deg'] * 100, 1) + '%',
             _fmt(report['recall']['0.10m_5deg'] * 100, 1) + '%',

@@ -23,6 +23,7 @@ resumable checkpoints are built in.
 """
 
 from dataclasses import asdict, dataclass
+import io
 import logging
 from pathlib import Path
 import time
@@ -127,7 +128,7 @@ class CodeOptimizer:
 def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimizer,
               config: MappingConfig, iterations: int, start: int, deadline: Optional[float],
               rng: np.random.Generator, progress: bool, label: str,
-              checkpoint=None) -> int:
+              checkpoint=None, history: Optional[list] = None) -> int:
     voxels = len(samples.grid)
     bar = tqdm(range(start, iterations), desc=label, unit='it', disable=not progress,
                initial=start, total=iterations)
@@ -151,6 +152,8 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
         codes.optimizer.step()
         if step % 25 == 0:
             bar.set_postfix(coord=f'{parts["coordinate"]:.3f}', bce=f'{parts["membership"]:.3f}')
+            if history is not None:
+                history.append([label, step, round(loss.item(), 5)])
         if checkpoint is not None and step > start and step % 250 == 0:
             checkpoint(step)
     else:
@@ -203,23 +206,23 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     def save_checkpoint(current_step, current_stage=None):
         if checkpoint_path is None:
             return
-        import io
         buffer = io.BytesIO()
         torch.save(dict(codes.state_dict(), stage=current_stage or stage, step=current_step,
                         config=str(config.to_dict()), voxels=len(grid)), buffer)
         atomic_write_bytes(checkpoint_path, buffer.getvalue())
 
     deadline = started + config.time_budget_s if config.time_budget_s > 0 else None
+    history = []
     if stage == 'optimise':
         step = _optimise(decoder, samples, codes, config, config.iterations, step, deadline, rng,
-                         progress, 'codes', save_checkpoint)
+                         progress, 'codes', save_checkpoint, history)
         if config.prune_threshold > 0:
             _prune(codes, config.prune_threshold)
         stage, step = 'finetune', 0
         save_checkpoint(0, 'finetune')
     if stage == 'finetune' and config.finetune_iterations > 0:
         _optimise(decoder, samples, codes, config, config.finetune_iterations, step, deadline,
-                  rng, progress, 'finetune', save_checkpoint)
+                  rng, progress, 'finetune', save_checkpoint, history)
 
     final_codes, final_weights, final_positions = codes.all_codes()
     final_codes[~codes.mask.numpy()] = 0.0
@@ -228,7 +231,9 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     details.update({'mapping_config': config.to_dict(),
                     'mapping_seconds': round(time.monotonic() - started, 2),
                     'mapping_frames': len(observations.frame_names),
-                    'mapping_points': samples.num_points})
+                    'mapping_points': samples.num_points,
+                    'mapping_voxels': len(grid), 'kept_codes': int(codes.mask.sum()),
+                    'mapping_loss': history})
     if checkpoint_path is not None and checkpoint_path.exists():
         checkpoint_path.unlink()
     return NeuralMap(grid, final_codes, final_weights, codes.mask.numpy().copy(),

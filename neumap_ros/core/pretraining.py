@@ -54,6 +54,7 @@ class PretrainConfig:
     code_lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_iterations: int = 500
+    final_lr_ratio: float = 0.1       # cosine decay from decoder_lr to this fraction of it
     grad_clip: float = 1.0
     checkpoint_every: int = 500
     # Per-scene code residuals (a true auto-decoder). Off by default: codes then come from the
@@ -159,12 +160,14 @@ def _average_sparse_grad(parameter: torch.nn.Parameter, world: int) -> None:
 
 
 def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progress: bool = True,
-             decoder: Optional[NeuMapDecoder] = None, log_every: int = 50) -> tuple:
+             decoder: Optional[NeuMapDecoder] = None, log_every: int = 50,
+             stop_after: int = 0) -> tuple:
     """
     Train decoder and per-scene codes jointly; returns ``(decoder, history)``.
 
     Runs under ``torchrun`` too: when a process group is initialised, the batch is split over
-    ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes).
+    ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes);
+    ``stop_after`` ends this run after that many iterations (a later run resumes).
     """
     if not scenes or any(len(s.grid) == 0 for s in scenes):
         raise ValueError('pretraining needs scenes with at least one voxel each')
@@ -212,7 +215,9 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
     for step in bar:
         if deadline is not None and _stop_agreed(time.monotonic() > deadline, distributed):
             break
-        scale = min(1.0, (step + 1) / max(config.warmup_iterations, 1))
+        if stop_after and step - start >= stop_after:
+            break
+        scale = learning_rate_scale(step, config)
         for group in decoder_optimizer.param_groups:
             group['lr'] = config.decoder_lr * scale
         batch = sampler.batch(step, rank, world)
@@ -244,6 +249,17 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
         step = config.iterations
     save(step)
     return decoder.eval(), history
+
+
+def learning_rate_scale(step: int, config: PretrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_ratio`` at the last iteration."""
+    if step < config.warmup_iterations:
+        return (step + 1) / config.warmup_iterations
+    span = max(config.iterations - config.warmup_iterations, 1)
+    progress = min((step - config.warmup_iterations) / span, 1.0)
+    # A Python float: numpy scalars in the optimiser state would not reload safely.
+    return float(config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (
+        1 + np.cos(np.pi * progress)))
 
 
 def _stop_agreed(local_stop: bool, distributed: bool) -> bool:

@@ -92,7 +92,7 @@ PARAMETERS = {
     'weights': ('', 'decoder weights a neural map was built with (empty: shipped decoder)'),
     'device': ('auto', 'auto, cpu or cuda'),
     'max_keypoints': (0, 'keypoints per image (0: as the map was built)'),
-    'top_voxels': (8, 'neural maps: voxels decoded per image'),
+    'top_voxels': (12, 'neural maps: voxels decoded per image'),
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
     'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),

@@ -641,8 +641,9 @@ def _build_outdoor(rng, cfg: SceneConfig):
             centre = (-inward * (half_across + setback + b_depth / 2) + along * (s + w / 2))
             style = _pick(rng, textures.STYLES['facade'])
             boxes.append(Box.on_floor(centre[0], centre[1], (w, b_depth, h), style, yaw))
-            if rng.random() < 0.25:
-                # Canopy / balcony slab sticking out of the facade.
+            if rng.random() < 0.25 and w > 2.6:
+                # Canopy / balcony slab sticking out of the facade (too narrow a facade has
+                # none; the draw above still happens so other seeds' scenes do not change).
                 cw, cd = rng.uniform(2.0, w * 0.8), rng.uniform(0.8, 2.0)
                 c = (-inward * (half_across + setback - cd / 2 + 0.01)
                      + along * (s + w / 2 + rng.uniform(-(w - cw) / 2, (w - cw) / 2)))

@@ -1,0 +1,118 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Codes-only mapping mechanics: frozen decoder, falling loss, pruning, precision, identity."""
+
+import numpy as np
+import pytest
+import torch
+
+from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
+from neumap_ros.core.features import FeatureConfig
+from neumap_ros.core.localizer import DecoderMismatchError, NeuralLocalizer
+from neumap_ros.core.mapping import build_neural_map, MappingConfig
+from neumap_ros.core.neural_map import NeuralMap
+from neumap_ros.core.pretrain_data import synthetic_observations, TrainingData
+from neumap_ros.core.synthetic.dataset import iter_scene_frames
+from neumap_ros.core.synthetic.trajectory import default_camera
+
+FEATURES = FeatureConfig(max_keypoints=400)
+DECODER = DecoderConfig(width=32, layers=2, heads=2, ffn_dim=64, code_dim=16,
+                        codes_per_voxel=16, offset_frequencies=2)
+SETTINGS = {'voxel_size': 1.5, 'min_points_per_voxel': 40, 'iterations': 60,
+            'voxels_per_batch': 4, 'positives_per_voxel': 16, 'negatives_per_voxel': 16,
+            'learning_rate': 0.01, 'vocabulary_size': 32}
+
+
+@pytest.fixture(scope='module')
+def scene():
+    """Observations of a small rendered room (exact depth and poses)."""
+    data = TrainingData(frames_per_scene=24, width=320, height=240)
+    return synthetic_observations(21, 'indoor', data, FEATURES)
+
+
+@pytest.fixture(scope='module')
+def decoder():
+    """Return a small untrained decoder: mapping mechanics do not need a good one."""
+    torch.manual_seed(0)
+    return NeuMapDecoder(DECODER).eval()
+
+
+def test_mapping_optimises_codes_only(scene, decoder):
+    """The decoder's weights are untouched while the mapping loss falls."""
+    before = decoder_hash(decoder)
+    neural = build_neural_map(scene, decoder, FEATURES,
+                              MappingConfig(**dict(SETTINGS, iterations=150)), progress=False)
+    assert decoder_hash(decoder) == before == neural.decoder_hash
+    losses = [entry[2] for entry in neural.info['mapping_loss']]
+    assert np.mean(losses[-2:]) < 0.9 * np.mean(losses[:2]), losses
+    assert len(neural.grid) >= 2 and neural.kept_codes > 0
+    assert neural.info['mapping_frames'] == 24
+
+
+def test_pruning_removes_codes_and_the_map_still_localizes(scene, decoder, tmp_path):
+    """An L1 importance penalty plus a threshold prunes codes; the map loads and runs."""
+    full = build_neural_map(scene, decoder, FEATURES, MappingConfig(**SETTINGS),
+                            progress=False)
+    pruned = build_neural_map(scene, decoder, FEATURES, MappingConfig(
+        **dict(SETTINGS, importance_l1=20.0, prune_threshold=0.9, finetune_iterations=20)),
+        progress=False)
+    assert 0 < pruned.kept_codes < full.kept_codes
+    assert pruned.code_mask.any(axis=1).all(), 'every voxel keeps at least one code'
+    full_bytes = full.save(tmp_path / 'full.safetensors')
+    pruned_bytes = pruned.save(tmp_path / 'pruned.safetensors')
+    assert pruned_bytes < full_bytes
+    loaded = NeuralMap.load(tmp_path / 'pruned.safetensors')
+    assert loaded.kept_codes == pruned.kept_codes
+    localizer = NeuralLocalizer(loaded, decoder, 'cpu')
+    frame = next(iter_scene_frames(21, 1, 320, 240, kind='indoor'))
+    result = localizer.localize(frame.color, default_camera(320, 240))
+    assert result.status and result.timings_ms['total'] > 0
+
+
+@pytest.mark.parametrize('precision', ['fp16', 'int8'])
+def test_code_precision_round_trip(scene, decoder, tmp_path, precision):
+    """fp16 and int8 maps reload to codes close to the optimised ones, and are smaller."""
+    neural = build_neural_map(scene, decoder, FEATURES, MappingConfig(**SETTINGS),
+                              progress=False)
+    neural.code_precision = 'fp32'
+    fp32_bytes = neural.save(tmp_path / 'fp32.safetensors')
+    neural.code_precision = precision
+    size = neural.save(tmp_path / f'{precision}.safetensors')
+    loaded = NeuralMap.load(tmp_path / f'{precision}.safetensors')
+    kept = neural.code_mask
+    scale = np.abs(neural.codes[kept]).max()
+    tolerance = scale * (2e-3 if precision == 'fp16' else 1.0 / 127)
+    assert np.abs(loaded.codes[kept] - neural.codes[kept]).max() <= tolerance
+    assert size < fp32_bytes
+
+
+def test_a_map_refuses_another_decoder(scene, decoder):
+    """Localizing with a decoder other than the map's is refused with a clear message."""
+    neural = build_neural_map(scene, decoder, FEATURES, MappingConfig(**SETTINGS),
+                              progress=False)
+    torch.manual_seed(1)
+    other = NeuMapDecoder(DECODER).eval()
+    with pytest.raises(DecoderMismatchError, match='built for decoder'):
+        NeuralLocalizer(neural, other, 'cpu')
+
+
+def test_time_budget_stops_optimisation_early(scene, decoder):
+    """A time budget ends code optimisation before the iteration count."""
+    neural = build_neural_map(scene, decoder, FEATURES,
+                              MappingConfig(**dict(SETTINGS, iterations=100000,
+                                                   time_budget_s=3.0)), progress=False)
+    steps = [entry[1] for entry in neural.info['mapping_loss']]
+    assert max(steps) < 100000
+    assert neural.info['mapping_seconds'] < 60
