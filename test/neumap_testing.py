@@ -39,25 +39,28 @@ def write_split(path: pathlib.Path, names) -> pathlib.Path:
     return path
 
 
-def cached_feature_map(tmp_path_factory, shared_data_dir, name: str = 'kitchen',
-                       frames=MAP_FRAMES) -> pathlib.Path:
+def cached_map(tmp_path_factory, shared_data_dir, name: str = 'kitchen',
+                       frames=MAP_FRAMES, method: str = 'features') -> pathlib.Path:
     """
-    Return a feature-matching map of ``frames`` of the kitchen, built once per session.
+    Return a map of ``frames`` of the kitchen, built once per session.
 
     The map lives in the session's base temporary folder; a lock file makes concurrent
-    requests (several test modules) wait for one build instead of racing.
+    requests (several test modules) wait for one build instead of racing. ``method`` picks
+    the feature-matching map or the neural one (shipped decoder, short codes-only mapping).
     """
     from neumap_ros.core.features import FeatureConfig
     from neumap_ros.core.map_building import build_map, BuildRequest
+    from neumap_ros.core.mapping import MappingConfig
     root = tmp_path_factory.getbasetemp() / 'neumap_maps'
     root.mkdir(exist_ok=True)
-    path = root / f'{name}.safetensors'
-    with open(root / f'{name}.lock', 'w') as lock:
+    path = root / f'{name}-{method}.safetensors'
+    with open(root / f'{name}-{method}.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             split = write_split(root / f'{name}-split.txt', frames)
-            build_map(BuildRequest(shared_data_dir / SCENE, str(split), path, 'features',
-                                   FeatureConfig(), progress=False))
+            build_map(BuildRequest(shared_data_dir / SCENE, str(split), path, method,
+                                   FeatureConfig(), MappingConfig(iterations=300),
+                                   progress=False))
     return path
 
 

@@ -26,7 +26,7 @@ import json
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from lifecycle_msgs.msg import Transition
-from neumap_testing import cached_feature_map, change_state, get_state, pose_error, \
+from neumap_testing import cached_map, change_state, get_state, pose_error, \
     QUERY_FRAMES, SCENE, start_localizer, write_split
 import numpy as np
 import pytest
@@ -48,12 +48,13 @@ FPS = 2.0
 FRAMES = QUERY_FRAMES[:16]
 
 
+@pytest.mark.parametrize('method', ['features', 'neural'])
 def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_factory,
-                                   shared_data_dir):
+                                   shared_data_dir, method):
     """Poses, map -> odom and diagnostics from a replayed bag match the ground truth."""
     ros = ros_context
     kitchen = open_dataset(shared_data_dir / SCENE)
-    feature_map = cached_feature_map(tmp_path_factory, shared_data_dir)
+    feature_map = cached_map(tmp_path_factory, shared_data_dir, method=method)
     bag = dataset_to_bag(shared_data_dir / SCENE, str(write_split(tmp_path / 's.txt', FRAMES)),
                          tmp_path / 'bag', 'sqlite3', fps=FPS)
     truth = {stamp: kitchen.frames[name].T_world_camera

@@ -22,7 +22,7 @@ code under test where it matters (topics, QoS, stamps, the TF tree against groun
 import json
 
 import cv2
-from neumap_testing import cached_feature_map, QUERY_FRAMES, SCENE, write_split
+from neumap_testing import cached_map, QUERY_FRAMES, SCENE, write_split
 import numpy as np
 import pytest
 
@@ -56,7 +56,7 @@ def bags(tmp_path_factory, shared_data_dir):
 @pytest.fixture(scope='module')
 def feature_map(tmp_path_factory, shared_data_dir):
     """Return the session's small feature map of the kitchen."""
-    return cached_feature_map(tmp_path_factory, shared_data_dir)
+    return cached_map(tmp_path_factory, shared_data_dir)
 
 
 def read_all(path):

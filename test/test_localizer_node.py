@@ -28,7 +28,7 @@ import time
 import cv2
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from lifecycle_msgs.msg import State, Transition
-from neumap_testing import cached_feature_map, call, change_state, DiagnosticsWatcher, \
+from neumap_testing import cached_map, call, change_state, DiagnosticsWatcher, \
     get_state, OTHER_MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, set_parameters, \
     start_localizer
 import numpy as np
@@ -58,13 +58,13 @@ CAMERA_FRAME = 'camera_color_optical_frame'
 @pytest.fixture(scope='module')
 def feature_map(tmp_path_factory, shared_data_dir):
     """Return the session's small feature map of the kitchen."""
-    return cached_feature_map(tmp_path_factory, shared_data_dir)
+    return cached_map(tmp_path_factory, shared_data_dir)
 
 
 @pytest.fixture(scope='module')
 def other_map(tmp_path_factory, shared_data_dir):
     """Return a second, tiny map of another part of the kitchen sequence."""
-    return cached_feature_map(tmp_path_factory, shared_data_dir, 'kitchen_other',
+    return cached_map(tmp_path_factory, shared_data_dir, 'kitchen_other',
                               OTHER_MAP_FRAMES)
 
 

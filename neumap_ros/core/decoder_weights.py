@@ -89,7 +89,14 @@ def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
         'No real dataset was used, so every real scene is unseen by this decoder.', '',
         f'- scenes: {json.dumps(info.get("scenes", {}))}',
         f'- generator settings: {json.dumps(info.get("data", {}))}',
-        f'- keypoints: {json.dumps(info.get("features", {}))}', '',
+        f'- keypoints: {json.dumps(info.get("features", {}))}',
+        '- photographs used as textures (as shipped inside the scikit-image wheel): astronaut, '
+        'hubble_deep_field, rocket (NASA / SpaceX, public domain); camera, chelsea, coffee, '
+        'horse, retina, brick, grass, gravel (CC0); coins, immunohistochemistry, text, '
+        'clock_motion (no known copyright restrictions); logo, page, moon (scikit-image, BSD); '
+        'motorcycle_left (Middlebury 2014 stereo benchmark, as distributed by scikit-image). '
+        'They are cropped, warped and recoloured into surface materials; no image is shipped '
+        'with this package.', '',
         '## Recipe', '',
         '```', 'neumap train --config config/pretrain.yaml '
         '--out neumap_ros/weights/decoder.safetensors --checkpoint build/pretrain.ckpt', '```',

@@ -52,6 +52,7 @@ class LocalizerOptions:
     """Run-time settings; keypoint settings come from the map unless overridden."""
 
     max_keypoints: int = 0            # 0: as in the map's feature settings
+    max_image_side: int = -1          # detect on images downscaled to this side (-1: as map)
     top_voxels: int = 12              # neural: voxels decoded per image (most votes)
     voting_keypoints: int = 256       # neural: strongest keypoints that vote for voxels
     max_candidate_voxels: int = 64    # neural: voxels scored at all (retrieval pre-filter)
@@ -94,14 +95,19 @@ class LocalizationResult:
 
 
 class _StageTimer:
+    """Milliseconds spent per pipeline stage, plus the total."""
+
     def __init__(self):
         self.timings = {}
-        self._last = time.perf_counter()
+        self.start = self._last = time.perf_counter()
 
     def mark(self, stage: str) -> None:
         now = time.perf_counter()
         self.timings[stage] = round((now - self._last) * 1000.0, 3)
         self._last = now
+
+    def finish(self) -> dict:
+        return dict(self.timings, total=round((time.perf_counter() - self.start) * 1000.0, 3))
 
 
 class Localizer:
@@ -112,6 +118,8 @@ class Localizer:
     def __init__(self, feature_config: FeatureConfig, options: LocalizerOptions):
         if options.max_keypoints:
             feature_config = replace(feature_config, max_keypoints=options.max_keypoints)
+        if options.max_image_side >= 0:
+            feature_config = replace(feature_config, max_image_side=options.max_image_side)
         self.feature_config = feature_config
         self.options = options
         self.extractor = create_extractor(feature_config)
@@ -125,14 +133,13 @@ class Localizer:
             raise CameraError(f'image is {image.shape[1]}x{image.shape[0]} but the camera '
                               f'is {camera.width}x{camera.height}')
         timer = _StageTimer()
-        started = timer._last
         features = self.extractor.extract(image)
         pixels = camera.undistort_points(features.keypoints)
         timer.mark('features')
         result = LocalizationResult(False, 'too_few_keypoints', num_keypoints=len(features))
         if len(features) < self.options.min_inliers:
             result.message = f'only {len(features)} keypoints (image without texture?)'
-            return self._finish(result, timer, started)
+            return self._finish(result, timer)
         points2d, points3d, candidates = self._correspondences(features, pixels, camera, prior,
                                                                timer)
         result.candidates = candidates
@@ -140,7 +147,7 @@ class Localizer:
         if len(points2d) < self.options.min_inliers:
             result.status = 'too_few_matches'
             result.message = f'{len(points2d)} 2D-3D matches, need {self.options.min_inliers}'
-            return self._finish(result, timer, started)
+            return self._finish(result, timer)
         pnp = solve_pnp(points2d, points3d, camera.undistorted(), self.options.pnp)
         timer.mark('pnp')
         result.num_inliers = pnp.num_inliers
@@ -166,12 +173,11 @@ class Localizer:
             result.success, result.status = True, 'ok'
             result.T_world_camera = pnp.T_world_camera
             result.covariance = pnp.covariance
-        return self._finish(result, timer, started)
+        return self._finish(result, timer)
 
     @staticmethod
-    def _finish(result, timer, started):
-        result.timings_ms = dict(timer.timings)
-        result.timings_ms['total'] = round((time.perf_counter() - started) * 1000.0, 3)
+    def _finish(result, timer):
+        result.timings_ms = timer.finish()
         return result
 
     def _correspondences(self, features, pixels, camera, prior, timer):
@@ -179,6 +185,10 @@ class Localizer:
 
     def describe(self) -> dict:
         """Facts about the loaded map for diagnostics."""
+        raise NotImplementedError
+
+    def map_points(self) -> np.ndarray:
+        """Return (N, 3) world points that picture the map (for RViz)."""
         raise NotImplementedError
 
 
@@ -214,6 +224,12 @@ class NeuralLocalizer(Localizer):
         self.decoder = None
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
+
+    def map_points(self) -> np.ndarray:
+        """Return the world positions of the map's code slots (its remembered landmarks)."""
+        grid, mask = self.map.grid, self.map.code_mask
+        voxel_ids = np.nonzero(mask)[0]
+        return grid.anchors[voxel_ids] + self.map.positions[mask] * grid.voxel_size
 
     def describe(self) -> dict:
         """Facts about the loaded map for diagnostics."""
@@ -304,6 +320,10 @@ class FeatureMatchingLocalizer(Localizer):
 
     def release(self) -> None:
         """Nothing to free beyond Python objects."""
+
+    def map_points(self) -> np.ndarray:
+        """Return the stored 3D points."""
+        return self.map.xyz
 
     def describe(self) -> dict:
         """Facts about the loaded map for diagnostics."""

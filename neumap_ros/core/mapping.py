@@ -233,6 +233,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                     'mapping_frames': len(observations.frame_names),
                     'mapping_points': samples.num_points,
                     'mapping_voxels': len(grid), 'kept_codes': int(codes.mask.sum()),
+                    'landmarks': int(samples.landmark_valid.sum()),
                     'mapping_loss': history})
     if checkpoint_path is not None and checkpoint_path.exists():
         checkpoint_path.unlink()

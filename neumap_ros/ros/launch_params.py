@@ -56,7 +56,7 @@ BUILD_MAP_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('output', '', 'map file to write (.safetensors); required'),
     ('bag', '', 'build from this rosbag2 instead of live topics'),
     ('params_file', '', 'parameter YAML (default: config/map_builder.yaml of this package)'),
-    ('method', 'features', 'neural or features'),
+    ('method', 'neural', 'neural or features'),
     ('use_sim_time', 'false', 'use /clock'),
     ('namespace', '', 'namespace of the map builder node'),
     ('image_topic', DEFAULT_IMAGE_TOPIC, 'camera image topic (remaps "image")'),
@@ -151,7 +151,7 @@ def bag_player_parameters(bag: str, rate='1.0', image_topic: str = DEFAULT_IMAGE
             'wait_for_subscribers': [image_topic, gt_topic]}
 
 
-def map_builder_overrides(output: str = '', bag: str = '', method: str = 'features',
+def map_builder_overrides(output: str = '', bag: str = '', method: str = 'neural',
                           use_sim_time=False, depth_topic: str = '') -> Dict[str, object]:
     """Return the map builder parameters that launch arguments set."""
     overrides: Dict[str, object] = {'use_sim_time': as_bool(use_sim_time), 'method': method}

@@ -92,6 +92,8 @@ PARAMETERS = {
     'weights': ('', 'decoder weights a neural map was built with (empty: shipped decoder)'),
     'device': ('auto', 'auto, cpu or cuda'),
     'max_keypoints': (0, 'keypoints per image (0: as the map was built)'),
+    'max_image_side': (-1, 'detect keypoints on images downscaled to this side in pixels '
+                           '(0: full resolution, -1: as the map was built)'),
     'top_voxels': (12, 'neural maps: voxels decoded per image'),
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
@@ -170,6 +172,7 @@ def _check_config(values: dict) -> None:
                  'transform_tolerance', 'tf_republish_rate', 'tf_lookup_timeout',
                  'max_position_std', 'min_inlier_ratio', 'max_latency_ms'):
         need(values[name] >= 0, f'{name} must be >= 0, got {values[name]}')
+    need(values['max_image_side'] >= -1, 'max_image_side must be >= -1')
     for name in ('top_voxels', 'min_inliers', 'image_queue_depth', 'prior_radius',
                  'tf_cache_time', 'diagnostics_period', 'stats_window', 'map_cloud_max_points',
                  'lost_after_failures', 'relocalize_after_failures', 'prior_timeout'):
@@ -290,7 +293,8 @@ class LocalizerNode(LifecycleNode):
     def _localizer_options(self):
         from neumap_ros.core.localizer import LocalizerOptions
         c = self._config
-        return LocalizerOptions(max_keypoints=c.max_keypoints, top_voxels=c.top_voxels,
+        return LocalizerOptions(max_keypoints=c.max_keypoints, max_image_side=c.max_image_side,
+                                top_voxels=c.top_voxels,
                                 min_inliers=c.min_inliers, min_inlier_ratio=c.min_inlier_ratio,
                                 max_position_std_m=c.max_position_std,
                                 prior_radius_m=c.prior_radius)
@@ -809,11 +813,7 @@ class LocalizerNode(LifecycleNode):
     def _publish_map_cloud(self) -> None:
         if self._cloud_pub is None or self._localizer is None:
             return
-        localizer = self._localizer
-        points = getattr(localizer, 'anchors', None)
-        if points is None:
-            points = getattr(getattr(localizer, 'map', None), 'xyz', np.zeros((0, 3)))
-        points = np.asarray(points, dtype=np.float32)
+        points = np.asarray(self._localizer.map_points(), dtype=np.float32)
         limit = self._config.map_cloud_max_points
         if len(points) > limit:
             points = points[np.random.default_rng(0).choice(len(points), limit, replace=False)]

@@ -67,7 +67,7 @@ NODE_NAME = 'map_builder_node'
 
 PARAMETERS = {
     'output_path': ('', 'map file to write (.safetensors)'),
-    'method': ('features', 'neural or features'),
+    'method': ('neural', 'neural or features'),
     'weights': ('', 'decoder weights for neural maps (empty: shipped decoder)'),
     'config_file': ('', 'YAML with "mapping:" and "features:" sections, as neumap build-map'),
     'bag_path': ('', 'build from this rosbag2 instead of live topics'),
