@@ -40,7 +40,7 @@ def write_split(path: pathlib.Path, names) -> pathlib.Path:
 
 
 def cached_map(tmp_path_factory, shared_data_dir, name: str = 'kitchen',
-                       frames=MAP_FRAMES, method: str = 'features') -> pathlib.Path:
+               frames=MAP_FRAMES, method: str = 'features') -> pathlib.Path:
     """
     Return a map of ``frames`` of the kitchen, built once per session.
 

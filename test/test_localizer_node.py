@@ -65,7 +65,7 @@ def feature_map(tmp_path_factory, shared_data_dir):
 def other_map(tmp_path_factory, shared_data_dir):
     """Return a second, tiny map of another part of the kitchen sequence."""
     return cached_map(tmp_path_factory, shared_data_dir, 'kitchen_other',
-                              OTHER_MAP_FRAMES)
+                      OTHER_MAP_FRAMES)
 
 
 @pytest.fixture(scope='module')
