@@ -114,11 +114,15 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     assert fresh, 'no map -> odom stamped with an image stamp + transform_tolerance'
     for transform in odom_tf:
         assert transform.header.frame_id == 'map'
+    odom_errors = []
     for transform in fresh:
         stamp = stamp_to_ns(transform.header.stamp) - 500_000_000
         expected = odom_drift((stamp - bag.start_ns) / 1e9)
-        t_err, r_err = pose_error(transform_to_matrix(transform.transform), expected)
-        assert t_err < 0.10 and r_err < 2.0
+        odom_errors.append(pose_error(transform_to_matrix(transform.transform), expected))
+    # Same floors as the poses: map -> odom inherits each fix's error.
+    odom_errors = np.array(odom_errors)
+    assert np.median(odom_errors[:, 0]) < 0.05 and np.median(odom_errors[:, 1]) < 2.0
+    assert np.mean(odom_errors[:, 0] < 0.10) >= 0.8, odom_errors
 
     # Diagnostics while running: OK at some point, with the counters of a working node.
     assert any(s.level[0] == 0 and s.message.startswith('localizing') for s in diagnostics)
