@@ -52,14 +52,17 @@ SCENES = (
     ('fountain-P11', 'strecha/fountain-P11', 'map', 'query', 2.0),
     ('Herz-Jesus-P25', 'strecha/Herz-Jesus-P25', 'map', 'query', 2.0),
 )
-# Compression sweep: (label, landmarks per voxel, precision, importance L1, prune threshold)
+# Compression sweep: (label, landmarks per voxel, precision, importance L1, prune threshold);
+# 'prune a/b' labels mean L1 weight a, threshold b, then 300 fine-tuning iterations.
 COMPRESSION = (
     ('K32 fp16', 32, 'fp16', 0.0, 0.0),
     ('K64 fp16', 64, 'fp16', 0.0, 0.0),
+    ('K64 int8', 64, 'int8', 0.0, 0.0),
     ('K128 fp16', 128, 'fp16', 0.0, 0.0),
     ('K128 int8', 128, 'int8', 0.0, 0.0),
-    ('K128 pruned fp16', 128, 'fp16', 0.05, 0.5),
-    ('K128 pruned int8', 128, 'int8', 0.05, 0.5),
+    ('K128 int8 prune .05/.5', 128, 'int8', 0.05, 0.5),
+    ('K128 int8 prune .05/.2', 128, 'int8', 0.05, 0.2),
+    ('K128 int8 prune .02/.3', 128, 'int8', 0.02, 0.3),
     ('K256 int8', 256, 'int8', 0.0, 0.0),
 )
 
