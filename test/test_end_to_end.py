@@ -23,11 +23,13 @@ measures (bench/run_benchmarks.py), so they fail on a real regression, not on no
 
 import numpy as np
 import pytest
+from synthetic_views import look_at
 
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.features import FeatureConfig
-from neumap_ros.core.localizer import NeuralLocalizer
+from neumap_ros.core.geometry import pose_errors
+from neumap_ros.core.localizer import LocalizerOptions, NeuralLocalizer, PosePrior
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import collect_observations
@@ -49,7 +51,6 @@ def kitchen(shared_data_dir):
 
 
 def _errors(localizer, dataset):
-    from neumap_ros.core.geometry import pose_errors
     errors = []
     for name in QUERY_FRAMES:
         frame = dataset.frames[name]
@@ -59,20 +60,71 @@ def _errors(localizer, dataset):
     return np.array(errors)
 
 
-def test_neural_map_localizes_held_back_kitchen_frames(kitchen, tmp_path):
-    """Codes-only mapping with the shipped decoder localizes unseen frames to a few cm."""
-    dataset, observations = kitchen
+@pytest.fixture(scope='module')
+def neural_map_file(kitchen, tmp_path_factory):
+    """Map the slice codes-only with the shipped decoder; return the file."""
+    _, observations = kitchen
     decoder, _ = load_decoder()
     neural = build_neural_map(observations, decoder, FEATURES,
                               MappingConfig(iterations=400), progress=False)
-    size = neural.save(tmp_path / 'kitchen.safetensors')
-    assert size < 1.5e6
-    localizer = NeuralLocalizer(NeuralMap.load(tmp_path / 'kitchen.safetensors'), decoder,
-                                'cpu')
+    path = tmp_path_factory.mktemp('end_to_end') / 'kitchen.safetensors'
+    neural.save(path)
+    return path
+
+
+def test_neural_map_localizes_held_back_kitchen_frames(kitchen, neural_map_file):
+    """Codes-only mapping with the shipped decoder localizes unseen frames to a few cm."""
+    dataset, _ = kitchen
+    assert neural_map_file.stat().st_size < 1.5e6
+    decoder, _ = load_decoder()
+    localizer = NeuralLocalizer(NeuralMap.load(neural_map_file), decoder, 'cpu')
     errors = _errors(localizer, dataset)
     within = (errors[:, 0] < 0.05) & (errors[:, 1] < 5.0)
     assert within.mean() >= 0.8, errors
     assert np.median(errors[:, 0]) < 0.04, errors
+
+
+def test_pose_priors_select_what_the_camera_sees(kitchen, neural_map_file):
+    """
+    A prior narrows the search to the voxels in its view; a wrong prior costs one retry.
+
+    The right prior is the previous query's pose (as the node uses the last fix). The wrong
+    one stands at the map voxel farthest from what the camera sees, looking away from the
+    map, with tight error bounds: searching only there finds nothing, and the global retry
+    must then recover the pose.
+    """
+    dataset, _ = kitchen
+    decoder, _ = load_decoder()
+    neural = NeuralMap.load(neural_map_file)
+    strict = NeuralLocalizer(neural, decoder, 'cpu',
+                             LocalizerOptions(retry_without_prior=False))
+    anchors = strict.anchors
+    previous = None
+    right_prior_errors = []
+    for name in QUERY_FRAMES[:8]:
+        frame = dataset.frames[name]
+        image, truth = frame.load_image(), frame.T_world_camera
+        if previous is not None:
+            result = strict.localize(image, frame.camera, PosePrior(previous))
+            right_prior_errors.append(pose_errors(result.T_world_camera, truth)[0]
+                                      if result.success else np.inf)
+        previous = truth
+    assert np.median(right_prior_errors) < 0.05, right_prior_errors
+
+    frame = dataset.frames[QUERY_FRAMES[3]]
+    image, truth = frame.load_image(), frame.T_world_camera
+    seen = truth[:3, 3] + 1.5 * truth[:3, 2]
+    corner = anchors[np.argmax(np.linalg.norm(anchors - seen, axis=1))]
+    outward = corner - anchors.mean(axis=0)
+    wrong = look_at(corner + outward / np.linalg.norm(outward) * 0.5, corner + outward * 2)
+    prior = PosePrior(wrong, radius_m=0.1)
+    strict = NeuralLocalizer(neural, decoder, 'cpu',
+                             LocalizerOptions(retry_without_prior=False, prior_angle_deg=5.0))
+    forgiving = NeuralLocalizer(neural, decoder, 'cpu', LocalizerOptions(prior_angle_deg=5.0))
+    assert not strict.localize(image, frame.camera, prior).success
+    result = forgiving.localize(image, frame.camera, prior)
+    assert result.success and result.prior_ignored
+    assert pose_errors(result.T_world_camera, truth)[0] < 0.10
 
 
 def test_pruned_int8_map_still_localizes(kitchen, tmp_path):

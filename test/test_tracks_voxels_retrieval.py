@@ -29,7 +29,7 @@ from neumap_ros.core.observations import Observations
 from neumap_ros.core.retrieval import document_histograms, rank, spherical_kmeans, \
     train_vocabulary, Vocabulary
 from neumap_ros.core.tracks import build_tracks, neighbouring_frames
-from neumap_ros.core.voxels import build_voxel_grid
+from neumap_ros.core.voxels import build_voxel_grid, voxels_in_view
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -300,3 +300,20 @@ def test_document_histograms_leave_empty_documents_at_zero():
     assert np.all(histograms[1] == 0)
     np.testing.assert_allclose(histograms[0], [1 / np.sqrt(5), 2 / np.sqrt(5), 0.0, 0.0],
                                rtol=1e-6)
+
+
+def test_voxels_in_view_follow_the_view_cone_not_the_neighbourhood():
+    """Far voxels ahead are candidates; voxels behind or beside the camera are not."""
+    camera_pose = look_at([0.0, 0.0, 0.0], [1.0, 0.0, 0.0])     # looking along +x
+    ahead = [[d, 0.0, 0.0] for d in (2.0, 5.0, 12.0)] + [[6.0, 1.5, 0.0]]   # 14 deg off axis
+    behind = [[-4.0, 0.0, 0.0], [-8.0, 1.0, 0.0]]
+    beside = [[0.5, 6.0, 0.0], [0.0, 0.0, -7.0]]
+    close_behind = [[-0.5, 0.0, 0.0]]                           # the camera may stand in it
+    anchors = np.array(ahead + behind + beside + close_behind)
+    selected = voxels_in_view(anchors, 0.5, camera_pose, 640, 480, 500.0, radius=0.5,
+                              angle_margin_deg=10.0)
+    assert selected.tolist() == [0, 1, 2, 3, 8]
+    # A larger rotation error admits the voxels beside the camera, never those behind it.
+    selected = voxels_in_view(anchors, 0.5, camera_pose, 640, 480, 500.0, radius=0.5,
+                              angle_margin_deg=60.0)
+    assert selected.tolist() == [0, 1, 2, 3, 6, 7, 8]

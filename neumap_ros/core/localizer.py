@@ -41,6 +41,7 @@ from neumap_ros.core.matching import match_descriptors
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.pnp import PnPOptions, solve_pnp
 from neumap_ros.core.retrieval import rank
+from neumap_ros.core.voxels import voxels_in_view
 
 
 class DecoderMismatchError(MapFormatError):
@@ -63,7 +64,9 @@ class LocalizerOptions:
     min_inliers: int = 15
     min_inlier_ratio: float = 0.0
     max_position_std_m: float = 0.0   # reject poses less certain than this (0: no check)
-    prior_radius_m: float = 3.0       # with a pose prior: consider places within this radius
+    prior_radius_m: float = 3.0       # with a pose prior: its position error (m)
+    prior_angle_deg: float = 30.0     # with a pose prior: its rotation error (deg)
+    retry_without_prior: bool = True  # a prior that leads nowhere gets one global retry
     pnp: PnPOptions = field(default_factory=PnPOptions)
 
 
@@ -92,6 +95,7 @@ class LocalizationResult:
     timings_ms: dict = field(default_factory=dict)
     inlier_pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     candidates: list = field(default_factory=list)
+    prior_ignored: bool = False       # a prior was given, failed, and the global retry ran
 
 
 class _StageTimer:
@@ -103,7 +107,9 @@ class _StageTimer:
 
     def mark(self, stage: str) -> None:
         now = time.perf_counter()
-        self.timings[stage] = round((now - self._last) * 1000.0, 3)
+        # Accumulates: a global retry adds to the stages of the first attempt.
+        self.timings[stage] = round(self.timings.get(stage, 0.0)
+                                    + (now - self._last) * 1000.0, 3)
         self._last = now
 
     def finish(self) -> dict:
@@ -140,14 +146,24 @@ class Localizer:
         if len(features) < self.options.min_inliers:
             result.message = f'only {len(features)} keypoints (image without texture?)'
             return self._finish(result, timer)
+        result = self._solve(features, pixels, camera, prior, timer)
+        if not result.success and prior is not None and self.options.retry_without_prior:
+            # A stale or wrong prior must not cost the fix: the same keypoints, searched
+            # globally (the first attempt's timings stay in the stages they belong to).
+            result = self._solve(features, pixels, camera, None, timer)
+            result.prior_ignored = True
+        return self._finish(result, timer)
+
+    def _solve(self, features, pixels, camera, prior, timer) -> LocalizationResult:
+        """Correspondences and PnP for extracted keypoints; the result before timings."""
+        result = LocalizationResult(False, 'too_few_matches', num_keypoints=len(features))
         points2d, points3d, candidates = self._correspondences(features, pixels, camera, prior,
                                                                timer)
         result.candidates = candidates
         result.num_matches = len(points2d)
         if len(points2d) < self.options.min_inliers:
-            result.status = 'too_few_matches'
             result.message = f'{len(points2d)} 2D-3D matches, need {self.options.min_inliers}'
-            return self._finish(result, timer)
+            return result
         pnp = solve_pnp(points2d, points3d, camera.undistorted(), self.options.pnp)
         timer.mark('pnp')
         result.num_inliers = pnp.num_inliers
@@ -173,7 +189,7 @@ class Localizer:
             result.success, result.status = True, 'ok'
             result.T_world_camera = pnp.T_world_camera
             result.covariance = pnp.covariance
-        return self._finish(result, timer)
+        return result
 
     @staticmethod
     def _finish(result, timer):
@@ -238,15 +254,16 @@ class NeuralLocalizer(Localizer):
                 'code_precision': self.map.code_precision, 'map_bytes': self.map_bytes,
                 'device': str(self.device), 'decoder': self.map.decoder_hash[:12]}
 
-    def _candidate_voxels(self, vectors, prior):
-        """Voxels worth scoring: near the prior if any, and the best by retrieval if many."""
+    def _candidate_voxels(self, vectors, prior, camera):
+        """Voxels worth scoring: in view of the prior if any, and the best by retrieval."""
         candidates = np.arange(len(self.anchors))
         if prior is not None:
-            radius = prior.radius_m or self.options.prior_radius_m
-            distance = np.linalg.norm(self.anchors - prior.T_world_camera[:3, 3], axis=1)
-            near = np.flatnonzero(distance <= radius + self.voxel_size)
-            if len(near):
-                candidates = near
+            in_view = voxels_in_view(self.anchors, self.voxel_size, prior.T_world_camera,
+                                     camera.width, camera.height, min(camera.fx, camera.fy),
+                                     prior.radius_m or self.options.prior_radius_m,
+                                     self.options.prior_angle_deg)
+            if len(in_view):
+                candidates = in_view
         if len(candidates) > self.options.max_candidate_voxels:
             histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
             best = rank(histogram, self.map.voxel_histograms[candidates],
@@ -256,7 +273,7 @@ class NeuralLocalizer(Localizer):
 
     def _correspondences(self, features, pixels, camera, prior, timer):
         vectors = descriptor_vectors(features.descriptors, features.kind)
-        candidates = self._candidate_voxels(vectors, prior)
+        candidates = self._candidate_voxels(vectors, prior, camera)
         timer.mark('retrieval')
         options = self.options
         rows, keypoint_ids, probabilities, points = [], [], [], []

@@ -113,3 +113,27 @@ def build_voxel_grid(points: np.ndarray, frame_index: np.ndarray, voxel_size: fl
                        dtype=np.float32).reshape(-1, 3)
     return VoxelGrid(origin.astype(np.float64), float(voxel_size),
                      unique_cells[kept].astype(np.int32), anchors)
+
+
+def voxels_in_view(anchors: np.ndarray, voxel_size: float, T_world_camera: np.ndarray,
+                   width: int, height: int, focal: float, radius: float,
+                   angle_margin_deg: float) -> np.ndarray:
+    """
+    Return the indices of voxels a camera near ``T_world_camera`` may see.
+
+    A camera looks at surfaces metres away, so a pose prior must select voxels in its view
+    cone, not voxels near its centre. The cone is the image's half-diagonal field of view,
+    widened by ``angle_margin_deg`` (the prior's rotation error) and by the angle the position
+    error ``radius`` and the voxel's own extent subtend; voxels within ``radius`` of the camera
+    are always kept (the camera may stand inside one).
+    """
+    offsets = np.asarray(anchors, dtype=np.float64) - T_world_camera[:3, 3]
+    distance = np.linalg.norm(offsets, axis=1)
+    slack = radius + voxel_size * np.sqrt(3.0)
+    near = distance <= slack
+    depth = offsets @ T_world_camera[:3, 2]          # along the optical axis
+    off_axis = np.arccos(np.clip(depth / np.maximum(distance, 1e-9), -1.0, 1.0))
+    half_fov = np.arctan(np.hypot(width / 2.0, height / 2.0) / focal)
+    allowance = half_fov + np.radians(angle_margin_deg) + np.arctan(slack / np.maximum(
+        distance, 1e-9))
+    return np.flatnonzero(near | (off_axis <= allowance))

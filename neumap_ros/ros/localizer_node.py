@@ -98,8 +98,10 @@ PARAMETERS = {
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
     'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),
-    'use_pose_prior': (True, 'search near the last pose (faster, fewer confusions)'),
-    'prior_radius': (3.0, 'radius (m) searched around a pose prior'),
+    'use_pose_prior': (True, 'search what the last pose could see (faster, fewer confusions)'),
+    'prior_radius': (3.0, 'position error (m) assumed for a pose prior'),
+    'prior_angle': (30.0, 'rotation error (deg) assumed for a pose prior'),
+    'retry_without_prior': (True, 'when a prior leads to no pose, search globally at once'),
     'prior_timeout': (5.0, 'seconds after which the last pose is no longer used as a prior'),
     'relocalize_after_failures': (5, 'drop the prior after this many failures in a row'),
     'map_frame': ('map', 'frame of the map and of published poses'),
@@ -173,6 +175,7 @@ def _check_config(values: dict) -> None:
                  'max_position_std', 'min_inlier_ratio', 'max_latency_ms'):
         need(values[name] >= 0, f'{name} must be >= 0, got {values[name]}')
     need(values['max_image_side'] >= -1, 'max_image_side must be >= -1')
+    need(0 <= values['prior_angle'] <= 180, 'prior_angle must be in [0, 180] degrees')
     for name in ('top_voxels', 'min_inliers', 'image_queue_depth', 'prior_radius',
                  'tf_cache_time', 'diagnostics_period', 'stats_window', 'map_cloud_max_points',
                  'lost_after_failures', 'relocalize_after_failures', 'prior_timeout'):
@@ -297,7 +300,8 @@ class LocalizerNode(LifecycleNode):
                                 top_voxels=c.top_voxels,
                                 min_inliers=c.min_inliers, min_inlier_ratio=c.min_inlier_ratio,
                                 max_position_std_m=c.max_position_std,
-                                prior_radius_m=c.prior_radius)
+                                prior_radius_m=c.prior_radius, prior_angle_deg=c.prior_angle,
+                                retry_without_prior=c.retry_without_prior)
 
     def _load(self, path: str):
         from neumap_ros.core.localizer import load_localizer
