@@ -105,3 +105,15 @@ def test_latency_threshold_and_snapshot():
     assert snapshot['frames_dropped'] == '3' and snapshot['frames_localized'] == '4'
     assert snapshot['latency_ms_total'].startswith('101.5')
     assert all(isinstance(v, str) for v in snapshot.values())
+
+
+def test_global_retries_after_a_failing_prior_are_counted():
+    """A frame whose prior led nowhere and that was searched again globally is counted."""
+    stats = LocalizationStats(now=0.0)
+    stats.record_result(1.0, True, 'ok', {'total': 90.0})
+    stats.record_result(2.0, True, 'ok', {'total': 150.0}, prior_ignored=True)
+    stats.record_result(3.0, False, 'too_few_matches', {'total': 160.0}, 'none',
+                        prior_ignored=True)
+    values = stats.snapshot(3.0)
+    assert values['prior_retries'] == '2' and values['frames_attempted'] == '3'
+    assert values['frames_localized'] == '2'

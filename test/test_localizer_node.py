@@ -216,7 +216,9 @@ def test_bad_inputs_qos_and_services(ros_context, ros_process, feature_map, othe
     ros = ros_context
     node = start_localizer(ros_process, feature_map, {
         'diagnostics_period': 0.25, 'base_frame': '', 'tf_mode': 'camera',
-        'autostart': True}, IMAGE_TOPIC, INFO_TOPIC)
+        'autostart': True,
+        # A wrong prior must be able to fail a frame, so ~/relocalize has work to do.
+        'retry_without_prior': False}, IMAGE_TOPIC, INFO_TOPIC)
     diagnostics = DiagnosticsWatcher(ros, f'/{NODE}:')
     poses, transforms = [], []
     ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 10)

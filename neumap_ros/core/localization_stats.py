@@ -78,7 +78,7 @@ class LocalizationStats:
         self._events.clear()
         self._latency.clear()
         self.totals = {'inputs': 0, 'attempts': 0, 'localized': 0, 'dropped': 0,
-                       'rejected': 0}
+                       'rejected': 0, 'prior_retries': 0}
         self.consecutive_failures = 0
         self.last_input_time: Optional[float] = None
         self.last_success_time: Optional[float] = None
@@ -113,9 +113,10 @@ class LocalizationStats:
         self._prune(now)
 
     def record_result(self, now: float, success: bool, status: str, timings_ms: dict,
-                      message: str = '') -> None:
-        """Count one localization attempt and its per-stage latencies."""
+                      message: str = '', prior_ignored: bool = False) -> None:
+        """Count one localization attempt, its per-stage latencies and any global retry."""
         self.totals['attempts'] += 1
+        self.totals['prior_retries'] += int(prior_ignored)
         if success:
             self.totals['localized'] += 1
             self.consecutive_failures = 0
@@ -227,6 +228,7 @@ class LocalizationStats:
             'frames_localized': str(self.totals['localized']),
             'frames_dropped': str(self.totals['dropped']),
             'inputs_rejected': str(self.totals['rejected']),
+            'prior_retries': str(self.totals['prior_retries']),
             'consecutive_failures': str(self.consecutive_failures),
         }
         if self.last_success_time is not None:

@@ -698,7 +698,7 @@ class LocalizerNode(LifecycleNode):
             return
         with self._cond:
             self._stats.record_result(time.monotonic(), result.success, result.status,
-                                      result.timings_ms, result.message)
+                                      result.timings_ms, result.message, result.prior_ignored)
         if not result.success:
             self._after_failure(prior, result)
             return
