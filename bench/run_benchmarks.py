@@ -73,7 +73,7 @@ def _evaluate(localizer, frames, method, map_bytes, mapping_seconds):
 
 
 def run_scene(name, folder, map_split, query_split, voxel_size, features, mapping, decoder,
-              out_dir, log):
+              maps_dir, log):
     """Baseline and neural map of one scene, both evaluated on the same queries."""
     dataset = open_dataset(require_shared_data(*folder.split('/')))
     map_frames, queries = dataset.split(map_split), dataset.split(query_split)
@@ -86,14 +86,14 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     started = time.monotonic()
     baseline = build_feature_map(observations, features)
     baseline_seconds = feature_seconds + time.monotonic() - started
-    baseline_bytes = baseline.save(out_dir / f'{name}-features.safetensors')
+    baseline_bytes = baseline.save(maps_dir / f'{name}-features.safetensors')
 
     started = time.monotonic()
     neural = build_neural_map(observations, decoder, features,
                               MappingConfig(**dict(mapping, voxel_size=voxel_size)),
                               progress=False)
     neural_seconds = feature_seconds + time.monotonic() - started
-    neural_bytes = neural.save(out_dir / f'{name}-neural.safetensors')
+    neural_bytes = neural.save(maps_dir / f'{name}-neural.safetensors')
     log(f'{name}: maps built (baseline {baseline_bytes / 1e6:.1f} MB, '
         f'neural {neural_bytes / 1e6:.2f} MB in {neural_seconds:.0f} s)')
 
@@ -112,7 +112,7 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     return reports, observations
 
 
-def run_compression(observations, dataset, query_split, features, mapping, decoder, out_dir,
+def run_compression(observations, dataset, query_split, features, mapping, decoder, maps_dir,
                     log):
     """Map bytes versus 5 cm / 5 deg recall over the compression settings."""
     queries = dataset.split(query_split)
@@ -123,7 +123,7 @@ def run_compression(observations, dataset, query_split, features, mapping, decod
                         finetune_iterations=300 if threshold else 0)
         neural = build_neural_map(observations, decoder, features, MappingConfig(**settings),
                                   progress=False)
-        size = neural.save(out_dir / 'compression.safetensors')
+        size = neural.save(maps_dir / 'compression.safetensors')
         report = _evaluate(NeuralLocalizer(neural, decoder, 'cpu'), queries, label, size,
                            neural.info['mapping_seconds'])
         points.append({'setting': label, 'map_bytes': size, 'kept_codes': neural.kept_codes,
@@ -145,9 +145,12 @@ def plot_compression(points, baseline, path):
     sizes = [p['map_bytes'] / 1e6 for p in points]
     recalls = [p['recall_5cm_5deg'] * 100 for p in points]
     axis.plot(sizes, recalls, 'o')
-    for p, x, y in zip(points, sizes, recalls):
-        axis.annotate(p['setting'], (x, y), textcoords='offset points', xytext=(4, 4),
-                      fontsize=8)
+    for index, (p, x, y) in enumerate(zip(points, sizes, recalls)):
+        # Points on top of an earlier one get their label below it.
+        crowded = any(abs(x / x2 - 1) < 0.05 and abs(y - y2) < 1.0
+                      for x2, y2 in zip(sizes[:index], recalls[:index]))
+        axis.annotate(p['setting'], (x, y), textcoords='offset points',
+                      xytext=(4, -12 if crowded else 4), fontsize=8)
     axis.axhline(baseline['recall']['0.05m_5deg'] * 100, color='k', ls='--', lw=0.8,
                  label=f'feature matching ({baseline["map_bytes"] / 1e6:.0f} MB)')
     axis.set_xscale('log')
@@ -170,11 +173,16 @@ def main(argv=None) -> int:
                         help='also sweep the compression settings on the kitchen')
     parser.add_argument('--iterations', type=int, default=MappingConfig().iterations)
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
+    parser.add_argument('--maps', default=str(Path(__file__).resolve().parents[1] / 'build'
+                                              / 'bench_maps'),
+                        help='where the built maps go (kept out of the results folder)')
     parser.add_argument('--weights', help='decoder weights (default: the shipped decoder)')
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    maps_dir = Path(args.maps)
+    maps_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
     def log(message):
@@ -193,7 +201,7 @@ def main(argv=None) -> int:
         if name not in args.scenes:
             continue
         reports, observations = run_scene(name, folder, map_split, query_split, voxel_size,
-                                          features, mapping, decoder, out_dir, log)
+                                          features, mapping, decoder, maps_dir, log)
         results['scenes'].extend(reports)
         if name == 'redkitchen-interleaved':
             kitchen_observations = observations
@@ -204,7 +212,7 @@ def main(argv=None) -> int:
             parser.error('--compression needs the redkitchen-interleaved scene')
         kitchen = open_dataset(require_shared_data('7scenes-redkitchen'))
         points = run_compression(kitchen_observations, kitchen, 'interleaved-query', features,
-                                 mapping, decoder, out_dir, log)
+                                 mapping, decoder, maps_dir, log)
         results['compression'] = points
         baseline = next(r for r in results['scenes']
                         if r['scene'] == 'redkitchen-interleaved' and r['method'] == 'features')
@@ -213,7 +221,7 @@ def main(argv=None) -> int:
     print()
     print(format_table(results['scenes']))
     for point in results['compression']:
-        print(f"  {point['setting']:<18} {point['map_bytes'] / 1e6:7.2f} MB  "
+        print(f"  {point['setting']:<24} {point['map_bytes'] / 1e6:7.2f} MB  "
               f"{point['recall_5cm_5deg'] * 100:5.1f} % @5cm/5deg  "
               f"{point['recall_10cm_5deg'] * 100:5.1f} % @10cm/5deg")
     atomic_write_bytes(out_dir / 'results.json',

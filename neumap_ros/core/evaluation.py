@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from neumap_ros.core.geometry import pose_errors
+from neumap_ros.core.progress import progress_bar
 
 # Report key -> (metres, degrees) of the recalls in every report.
 RECALL_THRESHOLDS = {'0.02m_2deg': (0.02, 2.0), '0.05m_5deg': (0.05, 5.0),
@@ -63,8 +63,8 @@ def record_from_result(name: str, stamp: float, result, T_world_truth: np.ndarra
 def evaluate_frames(localizer, frames: list, progress: bool = True) -> list:
     """Localize each dataset frame (its own camera) and score it."""
     records = []
-    for index, frame in enumerate(tqdm(frames, desc='localize', unit='img',
-                                       disable=not progress)):
+    for index, frame in enumerate(progress_bar(frames, progress, desc='localize',
+                                               unit='img')):
         result = localizer.localize(frame.load_image(), frame.camera)
         records.append(record_from_result(frame.name, float(index), result,
                                           frame.T_world_camera))

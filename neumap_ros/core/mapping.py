@@ -31,13 +31,13 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from neumap_ros.core.decoder import decoder_hash, NeuMapDecoder
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import Observations
+from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.retrieval import document_histograms, train_vocabulary
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
@@ -130,8 +130,8 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
               rng: np.random.Generator, progress: bool, label: str,
               checkpoint=None, history: Optional[list] = None) -> int:
     voxels = len(samples.grid)
-    bar = tqdm(range(start, iterations), desc=label, unit='it', disable=not progress,
-               initial=start, total=iterations)
+    bar = progress_bar(range(start, iterations), progress, desc=label, unit='it',
+                       initial=start, total=iterations)
     step = start
     for step in bar:
         if deadline is not None and time.monotonic() > deadline:

@@ -25,13 +25,13 @@ import logging
 
 import numpy as np
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from neumap_ros.core.camera import PinholeCamera
 from neumap_ros.core.datasets import Dataset
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig
 from neumap_ros.core.geometry import transform_points
 from neumap_ros.core.map_io import atomic_write_bytes
+from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.triangulation import triangulate_frames, TriangulationOptions
 
 LOG = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def collect_observations(dataset: Dataset, frames: list, config: FeatureConfig,
     """Extract features of ``frames`` and attach a 3D point to each keypoint that has one."""
     extractor = create_extractor(config)
     per_frame = []
-    for frame in tqdm(frames, desc='features', unit='img', disable=not progress):
+    for frame in progress_bar(frames, progress, desc='features', unit='img'):
         depth = frame.load_depth() if dataset.has_depth else None
         per_frame.append(observe_frame(extractor, frame.load_image(), frame.camera,
                                        frame.T_world_camera, depth, max_depth))

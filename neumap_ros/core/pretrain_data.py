@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
 
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.features import create_extractor, FeatureConfig
 from neumap_ros.core.observations import assemble_observations, collect_observations, \
     load_observations, observe_frame, save_observations
+from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.synthetic.dataset import iter_scene_frames, scene_kind_for_seed
 from neumap_ros.core.synthetic.trajectory import default_camera
 from neumap_ros.core.tracks import build_tracks
@@ -110,7 +110,7 @@ def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_v
                      lambda d=dataset, s=split: collect_observations(d, d.split(s), features,
                                                                      progress=False)))
     scenes = []
-    for key, voxel_size, make in tqdm(jobs, desc='scenes', unit='scene', disable=not progress):
+    for key, voxel_size, make in progress_bar(jobs, progress, desc='scenes', unit='scene'):
         observations, tracks = load_scene(cache_dir, key, make)
         valid = observations.valid
         if valid.sum() < data.min_points_per_voxel:

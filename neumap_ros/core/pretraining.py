@@ -31,10 +31,10 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import distributed as dist
-from tqdm import tqdm
 
 from neumap_ros.core.decoder import DecoderConfig, NeuMapDecoder
 from neumap_ros.core.map_io import atomic_write_bytes
+from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.training import Batch, decoding_loss, sample_batch
 
 LOG = logging.getLogger(__name__)
@@ -208,8 +208,8 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
         atomic_write_bytes(checkpoint_path, buffer.getvalue())
 
     deadline = time.monotonic() + config.time_budget_s if config.time_budget_s > 0 else None
-    bar = tqdm(range(start, config.iterations), desc='pretrain', unit='it', initial=start,
-               total=config.iterations, disable=not progress or rank != 0)
+    bar = progress_bar(range(start, config.iterations), progress and rank == 0,
+                       desc='pretrain', unit='it', initial=start, total=config.iterations)
     step = start
     running = []
     for step in bar:
