@@ -151,7 +151,9 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
         loss.backward()
         codes.optimizer.step()
         if step % 25 == 0:
-            bar.set_postfix(coord=f'{parts["coordinate"]:.3f}', bce=f'{parts["membership"]:.3f}')
+            # refresh=False: the bar's own rate limit decides when to redraw.
+            bar.set_postfix(coord=f'{parts["coordinate"]:.3f}', bce=f'{parts["membership"]:.3f}',
+                            refresh=False)
             if history is not None:
                 history.append([label, step, round(loss.item(), 5)])
         if checkpoint is not None and step > start and step % 250 == 0:

@@ -240,7 +240,8 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
             mean = np.mean(running, axis=0)
             history.append([step + 1, float(mean[0]), float(mean[1])])
             running = []
-            bar.set_postfix(coord=f'{mean[0]:.3f}', bce=f'{mean[1]:.3f}')
+            bar.set_postfix(coord=f'{mean[0]:.3f}', bce=f'{mean[1]:.3f}',
+                            refresh=False)
             if not progress and rank == 0:
                 LOG.info('step %d: coordinate %.4f membership %.4f', step + 1, mean[0], mean[1])
         if (step + 1) % config.checkpoint_every == 0:

@@ -96,17 +96,14 @@ def main(argv=None):
     path = args.image or require_shared_data(*DEFAULT_IMAGE)
     msg = to_image_msg(load_pixels(path, args.encoding), args.encoding, args.frame_id)
 
-    rclpy.init(args=argv)
-    node = ImagePublisher(msg, args.topic, args.rate, args.reliability)
-    node.get_logger().info(
-        f'publishing {path} as {msg.width}x{msg.height} {msg.encoding} on {args.topic}')
     try:
-        rclpy.spin(node)
+        with rclpy.init(args=argv):
+            node = ImagePublisher(msg, args.topic, args.rate, args.reliability)
+            node.get_logger().info(
+                f'publishing {path} as {msg.width}x{msg.height} {msg.encoding} on {args.topic}')
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

@@ -72,15 +72,12 @@ def main(argv=None):
     parser.add_argument('--rate', type=float, default=5.0)
     args = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
 
-    rclpy.init(args=argv)
-    node = TfPublisher([to_transform(*t) for t in args.transform], args.topic, args.rate)
     try:
-        rclpy.spin(node)
+        with rclpy.init(args=argv):
+            rclpy.spin(TfPublisher([to_transform(*t) for t in args.transform], args.topic,
+                                   args.rate))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':
