@@ -181,22 +181,24 @@ def test_split_naming_missing_frames_is_refused(kitchen, tmp_path):
     assert [f.name for f in kitchen.split(str(good))] == ['frame-000002', 'frame-000001']
 
 
+# (file rewritten in an otherwise good folder, its content, the error that names the problem)
+BROKEN_FILES = (
+    ('frame-000000.pose.txt', '1 0 0\n', '4x4 finite numbers'),
+    ('frame-000000.pose.txt', 'a b c d\n' * 4, 'cannot parse'),
+    ('rgb-camera-intrinsics.txt', 'nan 0 320\n0 525 240\n0 0 1\n', '3x3 finite numbers'),
+)
+
+
 def test_broken_sevenscenes_folders(tmp_path):
     """A pose without image, a short or non-numeric pose, and NaN intrinsics -> DatasetError."""
     root = write_sevenscenes(tmp_path / 'no-image', ['frame-000000'], image=False)
     with pytest.raises(DatasetError, match='frame-000000.color.jpg'):
         open_dataset(root)
-    root = write_sevenscenes(tmp_path / 'short-pose', ['frame-000000'])
-    (root / 'frame-000000.pose.txt').write_text('1 0 0\n')
-    with pytest.raises(DatasetError, match='4x4 finite numbers'):
-        open_dataset(root)
-    (root / 'frame-000000.pose.txt').write_text('a b c d\n' * 4)
-    with pytest.raises(DatasetError, match='cannot parse'):
-        open_dataset(root)
-    root = write_sevenscenes(tmp_path / 'nan-intrinsics', ['frame-000000'])
-    (root / 'rgb-camera-intrinsics.txt').write_text('nan 0 320\n0 525 240\n0 0 1\n')
-    with pytest.raises(DatasetError, match='3x3 finite numbers'):
-        open_dataset(root)
+    for index, (name, content, error) in enumerate(BROKEN_FILES):
+        root = write_sevenscenes(tmp_path / f'broken-{index}', ['frame-000000'])
+        (root / name).write_text(content)
+        with pytest.raises(DatasetError, match=error):
+            open_dataset(root)
     root = write_sevenscenes(tmp_path / 'good', ['frame-000000', 'frame-000001'])
     dataset = open_dataset(root)
     assert sorted(dataset.frames) == ['frame-000000', 'frame-000001'] and not dataset.has_depth
