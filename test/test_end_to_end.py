@@ -141,3 +141,23 @@ def test_pruned_int8_map_still_localizes(kitchen, tmp_path):
     errors = _errors(NeuralLocalizer(loaded, decoder, 'cpu'), dataset)
     within = (errors[:, 0] < 0.10) & (errors[:, 1] < 5.0)
     assert within.mean() >= 0.7, errors
+
+
+def test_build_map_reports_progress_per_frame_then_writes(shared_data_dir, tmp_path):
+    """build_map's progress covers every frame, never goes back, and ends once the file exists."""
+    from neumap_ros.core.map_building import build_map, BuildRequest
+    split = tmp_path / 'split.txt'
+    split.write_text('\n'.join(MAP_FRAMES[:6]) + '\n')
+    output = tmp_path / 'progress.safetensors'
+    reports = []
+
+    def on_progress(stage, fraction):
+        reports.append((stage, fraction, output.exists()))
+
+    build_map(BuildRequest(shared_data_dir / '7scenes-redkitchen', str(split), output,
+                           'features', FEATURES, progress=False, on_progress=on_progress))
+    stages = [stage for stage, _, _ in reports]
+    fractions = [fraction for _, fraction, _ in reports]
+    assert stages == ['features'] * 6 + ['saving', 'saved']
+    assert fractions == sorted(fractions) and 0.0 < fractions[0] < fractions[5]
+    assert reports[-1] == ('saved', 1.0, True) and not reports[-2][2]

@@ -96,6 +96,8 @@ def test_map_from_bag(ros_context, ros_process, depth_bag, kitchen, tmp_path):
         builder.log()
     ros.spin_until(lambda: 1.0 in progress, timeout=5.0, what='final progress 1.0')
     assert all(0.0 <= p <= 1.0 for p in progress) and progress == sorted(progress)
+    # The build itself reports progress (per frame here), not only its start and end.
+    assert len([p for p in progress if 0.3 < p < 1.0]) >= 3, progress
     assert_localizes(output, kitchen)
 
     before = output.read_bytes()
@@ -135,7 +137,8 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     # Too early: nothing collected yet.
     assert not build().success
     stamp = 1_760_000_000 * 10 ** 9
-    for name in BAG_FRAMES:
+    frames_dir = tmp_path / 'frames'
+    for index, name in enumerate(BAG_FRAMES):
         frame = kitchen.frames[name]
         stamp += 200_000_000
         header = Image().header
@@ -148,10 +151,10 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
         depths.publish(numpy_to_image(
             np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
         images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
-        ros.executor.spin_once(timeout_sec=0.1)
-    frames_dir = tmp_path / 'frames'
-    ros.spin_until(lambda: len(list(frames_dir.glob('*.pose.txt'))) == len(BAG_FRAMES),
-                   timeout=20.0, watch=[builder], what='all keyframes staged')
+        # One keyframe at a time, as a moving camera delivers them: on a loaded machine a
+        # burst of 1.5 MB messages could outrun the node's queue, which is not under test.
+        ros.spin_until(lambda: len(list(frames_dir.glob('*.pose.txt'))) == index + 1,
+                       timeout=20.0, watch=[builder], what=f'keyframe {index + 1} staged')
     response = build()
     assert response.success and f'from {len(BAG_FRAMES)} keyframes' in response.message
     ros.spin_until(lambda: 'wrote' in builder.log(), timeout=90.0, watch=[builder],

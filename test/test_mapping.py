@@ -116,3 +116,18 @@ def test_time_budget_stops_optimisation_early(scene, decoder):
     steps = [entry[1] for entry in neural.info['mapping_loss']]
     assert max(steps) < 100000
     assert neural.info['mapping_seconds'] < 60
+
+
+def test_mapping_reports_progress_through_both_stages(scene, decoder):
+    """Fractions rise through 'codes' then 'finetune' and end at 1.0."""
+    reports = []
+    settings = MappingConfig(**dict(SETTINGS, iterations=100, finetune_iterations=50))
+    build_neural_map(scene, decoder, FEATURES, settings, progress=False,
+                     on_progress=lambda stage, fraction: reports.append((stage, fraction)))
+    stages = [stage for stage, _ in reports]
+    fractions = [fraction for _, fraction in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert stages.index('finetune') > stages.index('codes')
+    assert set(stages) == {'codes', 'finetune'}
+    assert any(0.0 < f < 0.67 for s, f in reports if s == 'codes')
+    assert max(f for s, f in reports if s == 'codes') <= 100 / 150

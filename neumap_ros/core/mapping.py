@@ -27,7 +27,7 @@ import io
 import logging
 from pathlib import Path
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class CodeOptimizer:
 def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimizer,
               config: MappingConfig, iterations: int, start: int, deadline: Optional[float],
               rng: np.random.Generator, progress: bool, label: str,
-              checkpoint=None, history: Optional[list] = None) -> int:
+              checkpoint=None, history: Optional[list] = None, report=None) -> int:
     voxels = len(samples.grid)
     bar = progress_bar(range(start, iterations), progress, desc=label, unit='it',
                        initial=start, total=iterations)
@@ -156,18 +156,28 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
                             refresh=False)
             if history is not None:
                 history.append([label, step, round(loss.item(), 5)])
+            if report is not None:
+                report(label, step)
         if checkpoint is not None and step > start and step % 250 == 0:
             checkpoint(step)
     else:
         step = iterations
+    if report is not None:
+        report(label, step)
     return step
 
 
 def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                      feature_config: FeatureConfig, config: MappingConfig = MappingConfig(),
                      progress: bool = True, checkpoint_path=None,
-                     info: Optional[dict] = None) -> NeuralMap:
-    """Map a scene with a frozen decoder. ``checkpoint_path`` makes the run resumable."""
+                     info: Optional[dict] = None,
+                     on_progress: Optional[Callable[[str, float], None]] = None) -> NeuralMap:
+    """
+    Map a scene with a frozen decoder. ``checkpoint_path`` makes the run resumable.
+
+    ``on_progress(stage, fraction)`` follows the optimisation ('codes', then 'finetune'):
+    ``fraction`` counts iterations of both stages and reaches 1.0 at the end.
+    """
     started = time.monotonic()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -215,16 +225,25 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
 
     deadline = started + config.time_budget_s if config.time_budget_s > 0 else None
     history = []
+    total = max(config.iterations + config.finetune_iterations, 1)
+
+    def report(label, done):
+        if on_progress is not None:
+            before = config.iterations if label == 'finetune' else 0
+            on_progress(label, min((before + done) / total, 1.0))
+
     if stage == 'optimise':
         step = _optimise(decoder, samples, codes, config, config.iterations, step, deadline, rng,
-                         progress, 'codes', save_checkpoint, history)
+                         progress, 'codes', save_checkpoint, history, report)
         if config.prune_threshold > 0:
             _prune(codes, config.prune_threshold)
         stage, step = 'finetune', 0
         save_checkpoint(0, 'finetune')
     if stage == 'finetune' and config.finetune_iterations > 0:
         _optimise(decoder, samples, codes, config, config.finetune_iterations, step, deadline,
-                  rng, progress, 'finetune', save_checkpoint, history)
+                  rng, progress, 'finetune', save_checkpoint, history, report)
+    if on_progress is not None:  # also when a time budget cut the optimisation short
+        on_progress('finetune' if config.finetune_iterations else 'codes', 1.0)
 
     final_codes, final_weights, final_positions = codes.all_codes()
     final_codes[~codes.mask.numpy()] = 0.0

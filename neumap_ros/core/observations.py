@@ -22,6 +22,7 @@ triangulation with the known poses (posed images without depth), or from a COLMA
 from dataclasses import dataclass
 import io
 import logging
+from typing import Callable, Optional
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -111,14 +112,22 @@ def assemble_observations(kind: str, names: list, per_frame: list, poses: list,
 
 
 def collect_observations(dataset: Dataset, frames: list, config: FeatureConfig,
-                         progress: bool = True, max_depth: float = 20.0) -> Observations:
-    """Extract features of ``frames`` and attach a 3D point to each keypoint that has one."""
+                         progress: bool = True, max_depth: float = 20.0,
+                         on_frame: Optional[Callable[[int, int], None]] = None) -> Observations:
+    """
+    Extract features of ``frames`` and attach a 3D point to each keypoint that has one.
+
+    ``on_frame(done, total)`` is called after each frame (progress for callers with no
+    terminal, such as the map builder node).
+    """
     extractor = create_extractor(config)
     per_frame = []
-    for frame in progress_bar(frames, progress, desc='features', unit='img'):
+    for index, frame in enumerate(progress_bar(frames, progress, desc='features', unit='img')):
         depth = frame.load_depth() if dataset.has_depth else None
         per_frame.append(observe_frame(extractor, frame.load_image(), frame.camera,
                                        frame.T_world_camera, depth, max_depth))
+        if on_frame is not None:
+            on_frame(index + 1, len(frames))
     if not dataset.has_depth:
         keypoints = [p[0] for p in per_frame]
         xyz = [p[2] for p in per_frame]

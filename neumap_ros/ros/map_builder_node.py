@@ -85,10 +85,20 @@ PARAMETERS = {
     'keyframe_rotation_deg': (5.0, 'live: degrees between keyframes'),
     'image_qos': ('sensor_data', 'sensor_data, reliable or system_default'),
     'sync_tolerance': (0.0, 'largest image/camera_info/pose stamp difference (s)'),
+    # Longer than a DDS reliable retransmission (Fast DDS heartbeats every 3 s): a large
+    # message that lost a fragment still arrives, late.
+    'pose_wait': (5.0, 'live: seconds a frame waits for its pose and depth before it is '
+                       'skipped'),
     'work_dir': ('', 'where frames are staged (empty: a temporary folder)'),
     'exit_when_done': (True, 'bag: exit after building'),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
 }
+
+
+# Stage names on /diagnostics for the steps build_map reports.
+BUILD_STAGES = {'features': 'extracting features', 'codes': 'optimising codes',
+                'finetune': 'fine-tuning codes', 'saving': 'writing the map',
+                'saved': 'map written'}
 
 
 class MapBuilderNode(Node):
@@ -104,6 +114,8 @@ class MapBuilderNode(Node):
             raise ValueError(f'method must be neural or features, got {self.p["method"]!r}')
         if not self.p['output_path']:
             raise ValueError('output_path is empty: set it to the map file to write')
+        if not self.p['pose_wait'] > 0:
+            raise ValueError(f'pose_wait must be positive, got {self.p["pose_wait"]}')
         self.output = Path(self.p['output_path']).expanduser().resolve()
         self._temporary = not self.p['work_dir']
         self.work_dir = Path(self.p['work_dir'] or tempfile.mkdtemp(prefix='neumap_frames_'))
@@ -129,7 +141,8 @@ class MapBuilderNode(Node):
     # --- live collection --------------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        qos = image_qos_profile(self.p['image_qos'], 5)
+        # A deeper queue than a localizer's: a keyframe lost to a burst is a hole in the map.
+        qos = image_qos_profile(self.p['image_qos'], 20)
         tolerance = int(round(self.p['sync_tolerance'] * NS_PER_S))
         self.sync = StampSynchronizer(tolerance, max_pending=30)
         self.pending = deque(maxlen=30)
@@ -195,7 +208,7 @@ class MapBuilderNode(Node):
             return None
 
     def _drain(self) -> None:
-        # Pairs wait up to 2 s for their pose (and depth) to arrive, then count as skipped.
+        # Pairs wait up to pose_wait for their pose (and depth) to arrive, then are skipped.
         now = time.monotonic()
         keep = deque(maxlen=30)
         while self.pending:
@@ -204,10 +217,15 @@ class MapBuilderNode(Node):
             pose = self._pose(pair.stamp, frame)
             depth = self.depths.get(pair.stamp) if self.p['use_depth'] else None
             if pose is None or (self.p['use_depth'] and depth is None):
-                if now - queued < 2.0:
+                if now - queued < self.p['pose_wait']:
                     keep.append((queued, pair))
                 else:
-                    self.skipped['no_pose' if pose is None else 'no_depth'] += 1
+                    reason = 'no_pose' if pose is None else 'no_depth'
+                    self.skipped[reason] += 1
+                    self.get_logger().warning(
+                        f'skipped a frame ({reason.replace("_", " ")} within '
+                        f'{self.p["pose_wait"]:g} s)',
+                        throttle_duration_sec=5.0)
                 continue
             self._stage_frame(pair, pose, depth)
         self.pending = keep
@@ -327,15 +345,24 @@ class MapBuilderNode(Node):
 
     def _build_with_heartbeat(self, request):
         from neumap_ros.core.map_building import build_map
-        # build_map reports no fine-grained progress: tell the user it is still alive.
+        start = self.progress
         stop = threading.Event()
+
+        def on_progress(step, fraction):
+            # The build reports every frame and every 25 iterations; publish visible steps.
+            stage = BUILD_STAGES.get(step, step)
+            value = start + (1.0 - start) * fraction
+            if stage != self.stage or value >= self.progress + 0.005:
+                self._set(stage, value)
 
         def heartbeat():
             started = time.monotonic()
             while not stop.wait(2.0):
-                self.get_logger().info(f'building the {self.p["method"]} map... '
-                                       f'{time.monotonic() - started:.0f} s')
-                self._set('building', self.progress)
+                self.get_logger().info(f'building the {self.p["method"]} map: {self.stage} '
+                                       f'({self.progress:.0%}, {time.monotonic() - started:.0f}'
+                                       f' s)')
+
+        request.on_progress = on_progress
 
         thread = threading.Thread(target=heartbeat, daemon=True)
         thread.start()
