@@ -35,6 +35,7 @@ from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.localizer import load_localizer
 from neumap_ros.ros import launch_params
 from neumap_ros.ros.image_conversion import camera_to_camera_info, numpy_to_image
+from neumap_ros.ros.map_builder_node import PROGRESS_QOS
 from neumap_ros.ros.msg_conversions import matrix_to_pose, ns_to_stamp
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -85,7 +86,7 @@ def test_map_from_bag(ros_context, ros_process, depth_bag, kitchen, tmp_path):
     ros = ros_context
     progress = []
     ros.node.create_subscription(Float32, f'/{NODE}/progress', lambda m: progress.append(m.data),
-                                 QoSProfile(depth=50))
+                                 PROGRESS_QOS)
     output = tmp_path / 'from_bag.safetensors'
     builder = start_builder(ros_process, output, depth_bag.path,
                             depth_topic='/camera/depth/image_raw')

@@ -48,7 +48,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
@@ -95,6 +95,10 @@ PARAMETERS = {
 }
 
 
+# Latched: a monitor that joins mid-build (or just after a short one) still gets the recent
+# progress values, the last one being the current state.
+PROGRESS_QOS = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 # Stage names on /diagnostics for the steps build_map reports.
 BUILD_STAGES = {'features': 'extracting features', 'codes': 'optimising codes',
                 'finetune': 'fine-tuning codes', 'saving': 'writing the map',
@@ -125,7 +129,7 @@ class MapBuilderNode(Node):
         self.done = threading.Event()
         self.succeeded = False
         self.summary = None
-        self.progress_pub = self.create_publisher(Float32, '~/progress', QoSProfile(depth=10))
+        self.progress_pub = self.create_publisher(Float32, '~/progress', PROGRESS_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(max(float(self.p['diagnostics_period']), 0.1),
                           self._publish_diagnostics,
