@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {'scene': 'redkitchen-interleaved', 'decoder': decoder_meta.get('hash'),
-              'mapping': MappingConfig().to_dict(), 'features': features.to_dict(),
+              # Default settings; each row's seed replaces the default one.
+              'mapping': {k: v for k, v in MappingConfig().to_dict().items() if k != 'seed'},
+              'features': features.to_dict(),
               'seeds': rows}
     atomic_write_bytes(out / 'seed_spread.json', json.dumps(json_safe(result), indent=1).encode())
     return 0
