@@ -21,7 +21,8 @@ that were not mapped.
 """
 
 from geometry_msgs.msg import PoseStamped
-from neumap_testing import MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, write_split
+from neumap_testing import DiagnosticsWatcher, MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, \
+    write_split
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile
@@ -161,3 +162,56 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     ros.spin_until(lambda: 'wrote' in builder.log(), timeout=90.0, watch=[builder],
                    what='the live map to be written')
     assert_localizes(output, kitchen)
+
+
+def test_live_frames_beyond_the_pose_queue_are_counted(ros_context, ros_process, kitchen,
+                                                       tmp_path):
+    """Frames whose poses lag beyond ``pending_frames``: oldest dropped, counted; rest staged."""
+    ros = ros_context
+    frames_dir = tmp_path / 'frames'
+    builder = start_builder(ros_process, tmp_path / 'never.safetensors', extra={
+        'pose_topic': '/lag/pose', 'image_qos': 'reliable', 'pending_frames': 3,
+        'pose_wait': 120.0, 'diagnostics_period': 0.25, 'work_dir': str(frames_dir)},
+        name='lagging_builder',
+        remappings=launch_params.map_builder_remappings('/lag/image', '/lag/camera_info', ''))
+    diagnostics = DiagnosticsWatcher(ros, f'/{NODE}:')
+    qos = QoSProfile(depth=20)
+    images = ros.node.create_publisher(Image, '/lag/image', qos)
+    infos = ros.node.create_publisher(CameraInfo, '/lag/camera_info', qos)
+    poses = ros.node.create_publisher(PoseStamped, '/lag/pose', qos)
+    for topic in ('/lag/image', '/lag/camera_info', '/lag/pose'):
+        ros_graph.wait_for_subscribers(ros.node, topic, timeout=30.0, watch=[builder])
+
+    names = BAG_FRAMES[:6]
+    headers = []
+    for index, name in enumerate(names):
+        frame = kitchen.frames[name]
+        header = Image().header
+        header.stamp = ns_to_stamp(1_760_000_000 * 10 ** 9 + index * 200_000_000)
+        header.frame_id = 'camera'
+        headers.append(header)
+        infos.publish(camera_to_camera_info(frame.camera, header))
+        images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+        # Paced once drops start, so each drop is seen as it happens.
+        expected = max(0, index + 1 - 3)
+        ros.spin_until(lambda: diagnostics.values().get('skipped_queue_full') == str(expected),
+                       timeout=20.0, watch=[builder], what=f'frame {index + 1} queued')
+    assert diagnostics.values()['skipped_queue_full'] == '3'
+    assert 'frames already wait for their pose' in builder.log()
+
+    def publish_pose(index):
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = headers[index].stamp, 'map'
+        matrix_to_pose(kitchen.frames[names[index]].T_world_camera, pose.pose)
+        poses.publish(pose)
+
+    # The first frame's pose comes too late: it was dropped and must not be staged. The three
+    # newest frames were kept and are staged as keyframes once their poses arrive.
+    for index in (0, 3, 4, 5):
+        publish_pose(index)
+    ros.spin_until(lambda: len(list(frames_dir.glob('*.pose.txt'))) == 3, timeout=20.0,
+                   watch=[builder], what='the three queued frames staged')
+    ros.spin_until(lambda: diagnostics.values().get('frames') == '3', timeout=10.0,
+                   watch=[builder], what='three frames in diagnostics')
+    assert len(list(frames_dir.glob('*.pose.txt'))) == 3
+    assert diagnostics.values()['skipped_no_pose'] == '0'

@@ -89,6 +89,9 @@ PARAMETERS = {
     # message that lost a fragment still arrives, late.
     'pose_wait': (5.0, 'live: seconds a frame waits for its pose and depth before it is '
                        'skipped'),
+    # Each waiting frame holds its image (~1 MB at 640x480): a bound, and a count when hit.
+    'pending_frames': (60, 'live: frames that may wait for their pose at once; beyond it the '
+                           'oldest is skipped (counted as skipped_queue_full)'),
     'work_dir': ('', 'where frames are staged (empty: a temporary folder)'),
     'exit_when_done': (True, 'bag: exit after building'),
     'diagnostics_period': (1.0, 'seconds between /diagnostics messages'),
@@ -120,6 +123,8 @@ class MapBuilderNode(Node):
             raise ValueError('output_path is empty: set it to the map file to write')
         if not self.p['pose_wait'] > 0:
             raise ValueError(f'pose_wait must be positive, got {self.p["pose_wait"]}')
+        if self.p['pending_frames'] < 1:
+            raise ValueError(f'pending_frames must be >= 1, got {self.p["pending_frames"]}')
         self.output = Path(self.p['output_path']).expanduser().resolve()
         self._temporary = not self.p['work_dir']
         self.work_dir = Path(self.p['work_dir'] or tempfile.mkdtemp(prefix='neumap_frames_'))
@@ -134,7 +139,8 @@ class MapBuilderNode(Node):
         self.create_timer(max(float(self.p['diagnostics_period']), 0.1),
                           self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.frames, self.skipped, self.K = 0, {'no_pose': 0, 'no_depth': 0, 'bad': 0}, None
+        self.frames, self.K = 0, None
+        self.skipped = {'no_pose': 0, 'no_depth': 0, 'queue_full': 0, 'bad': 0}
         self.last_keyframe = None
         if self.p['bag_path']:
             self._once = self.create_timer(0.1, self._start_bag_build)
@@ -149,7 +155,7 @@ class MapBuilderNode(Node):
         qos = image_qos_profile(self.p['image_qos'], 20)
         tolerance = int(round(self.p['sync_tolerance'] * NS_PER_S))
         self.sync = StampSynchronizer(tolerance, max_pending=30)
-        self.pending = deque(maxlen=30)
+        self.pending = deque()
         self.poses, self.depths = {}, {}
         self.tf = TransformBuffer(cache_time=30.0)
         self.create_subscription(Image, 'image', self._on_image, qos)
@@ -173,8 +179,17 @@ class MapBuilderNode(Node):
 
     def _queue_pair(self) -> None:
         pair = self.sync.take()
-        if pair is not None:
-            self.pending.append((time.monotonic(), pair))
+        if pair is None:
+            return
+        if len(self.pending) >= self.p['pending_frames']:
+            # Poses lag more than the queue covers: keep the newest frames, say so.
+            self.pending.popleft()
+            self.skipped['queue_full'] += 1
+            self.get_logger().warning(
+                f'skipped a frame: {self.p["pending_frames"]} frames already wait for their '
+                'pose (poses late or missing; raise pending_frames or lower the image rate)',
+                throttle_duration_sec=5.0)
+        self.pending.append((time.monotonic(), pair))
 
     def _on_depth(self, msg: Image) -> None:
         self.depths[stamp_to_ns(msg.header.stamp)] = msg
@@ -214,7 +229,7 @@ class MapBuilderNode(Node):
     def _drain(self) -> None:
         # Pairs wait up to pose_wait for their pose (and depth) to arrive, then are skipped.
         now = time.monotonic()
-        keep = deque(maxlen=30)
+        keep = deque()
         while self.pending:
             queued, pair = self.pending.popleft()
             frame = pair.image.header.frame_id
