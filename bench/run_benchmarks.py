@@ -47,8 +47,8 @@ from neumap_ros.core.observations import collect_observations
 # (name, dataset folder, map split, query split, voxel size in metres)
 SCENES = (
     ('redkitchen-interleaved', '7scenes-redkitchen', 'interleaved-map', 'interleaved-query',
-     1.0),
-    ('redkitchen-sequential', '7scenes-redkitchen', 'sequential-map', 'sequential-query', 1.0),
+     0.5),
+    ('redkitchen-sequential', '7scenes-redkitchen', 'sequential-map', 'sequential-query', 0.5),
     ('fountain-P11', 'strecha/fountain-P11', 'map', 'query', 2.0),
     ('Herz-Jesus-P25', 'strecha/Herz-Jesus-P25', 'map', 'query', 2.0),
 )

@@ -14,11 +14,13 @@
 
 """The scene-agnostic decoder: shapes, devices, masking, importance weights, cascade scores."""
 
+import numpy as np
 import pytest
 import torch
 
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder, resolve_device
 from neumap_ros.core.decoder_weights import load_decoder, SHIPPED_WEIGHTS
+from neumap_ros.core.localizer import decode_pairs, decoding_pairs, similar_size_batches
 
 CONFIG = DecoderConfig(width=32, layers=2, heads=4, ffn_dim=64, code_dim=16, codes_per_voxel=8)
 
@@ -105,6 +107,49 @@ def test_cache_selection_matches_full_decoding():
         full = decoder.decode(queries, cache)
         one = decoder.decode(queries[2:3], cache.select(torch.tensor([2])))
     assert torch.allclose(full[0][2], one[0][0], atol=1e-6)
+
+
+def test_batched_pair_decoding_equals_one_voxel_at_a_time():
+    """Padded, batched decoding of (voxel, keypoint) pairs gives each pair's own result."""
+    torch.manual_seed(0)
+    decoder = NeuMapDecoder(CONFIG).eval()
+    voxels, keypoints = 7, 40
+    _, codes, weights, mask, positions = _inputs(voxels=voxels)
+    mask[3, 5:] = False                       # a voxel with fewer valid codes
+    vectors = torch.nn.functional.normalize(torch.rand(keypoints, CONFIG.descriptor_dim), dim=-1)
+    rng = np.random.default_rng(0)
+    # Very uneven pair counts per voxel (one voxel gets none), two hypotheses per keypoint.
+    first = rng.choice(voxels - 1, keypoints, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
+    best = np.stack([first, (first + 1 + rng.integers(0, voxels - 2, keypoints)) % (voxels - 1)])
+    rows, keypoint_ids = decoding_pairs(best)
+    assert np.all(np.diff(rows) >= 0) and len(rows) == 2 * keypoints
+    assert set(zip(rows.tolist(), keypoint_ids.tolist())) == \
+        {(int(best[h, k]), k) for h in range(2) for k in range(keypoints)}
+    with torch.no_grad():
+        cache = decoder.code_cache(codes, weights, mask, positions)
+        queries = decoder.embed_queries(vectors)
+        offsets, probabilities = decode_pairs(decoder, queries, cache, rows, keypoint_ids)
+        for row in range(voxels):
+            ids = keypoint_ids[rows == row]
+            if len(ids) == 0:
+                continue
+            one, logits = decoder.decode(queries[torch.from_numpy(ids)].unsqueeze(0),
+                                         cache.select(torch.tensor([row])))
+            np.testing.assert_allclose(offsets[rows == row], one[0].numpy(), atol=1e-5)
+            np.testing.assert_allclose(probabilities[rows == row],
+                                       torch.sigmoid(logits[0]).numpy(), atol=1e-6)
+
+
+def test_similar_size_batches_bound_the_padding():
+    """Every non-empty row is in exactly one batch, and no batch pads a row below min_fill."""
+    counts = np.array([0, 100, 7, 61, 59, 3, 0, 40, 100, 2])
+    batches = similar_size_batches(counts, min_fill=0.6)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == [1, 2, 3, 4, 5, 7, 8, 9]
+    for batch in batches:
+        assert counts[batch].min() >= 0.6 * counts[batch].max()
+    assert len(similar_size_batches(np.zeros(4, np.int64))) == 0
+    assert len(similar_size_batches(np.full(5, 9), min_fill=0.6)) == 1
 
 
 def test_hash_changes_with_any_weight():

@@ -131,8 +131,9 @@ def test_pruned_int8_map_still_localizes(kitchen, tmp_path):
     """Pruning plus int8 codes shrink the map and keep it usable."""
     dataset, observations = kitchen
     decoder, _ = load_decoder()
-    settings = MappingConfig(iterations=300, importance_l1=0.05, prune_threshold=0.5,
-                             finetune_iterations=100, code_precision='int8')
+    # 1 m voxels: few enough that 300 iterations sample each often enough for the L1 to bite.
+    settings = MappingConfig(voxel_size=1.0, iterations=300, importance_l1=0.05,
+                             prune_threshold=0.5, finetune_iterations=100, code_precision='int8')
     neural = build_neural_map(observations, decoder, FEATURES, settings, progress=False)
     neural.save(tmp_path / 'small.safetensors')
     loaded = NeuralMap.load(tmp_path / 'small.safetensors')

@@ -150,6 +150,11 @@ class CodeCache:
         return CodeCache([(k[voxels], v[voxels], b[voxels]) for k, v, b in self.layers],
                          self.positions[voxels])
 
+    def select_for_scoring(self, voxels: torch.Tensor) -> 'CodeCache':
+        """Return a subset with the first layer only: all :meth:`match_scores` reads."""
+        keys, values, bias = self.layers[0]
+        return CodeCache([(keys[voxels], values[:0], bias[voxels])], self.positions[voxels])
+
 
 class NeuMapDecoder(nn.Module):
     """

@@ -54,7 +54,7 @@ class LocalizerOptions:
 
     max_keypoints: int = 0            # 0: as in the map's feature settings
     max_image_side: int = -1          # detect on images downscaled to this side (-1: as map)
-    top_voxels: int = 12              # neural: voxels decoded per image (most votes)
+    top_voxels: int = 24              # neural: voxels decoded per image (most votes)
     voting_keypoints: int = 256       # neural: strongest keypoints that vote for voxels
     max_candidate_voxels: int = 64    # neural: voxels scored at all (retrieval pre-filter)
     min_membership: float = 0.5       # neural: keep predictions whose in-voxel prob. exceeds
@@ -276,39 +276,33 @@ class NeuralLocalizer(Localizer):
         candidates = self._candidate_voxels(vectors, prior, camera)
         timer.mark('retrieval')
         options = self.options
-        rows, keypoint_ids, probabilities, points = [], [], [], []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.device.type == 'cuda'):
             queries = self.decoder.embed_queries(torch.from_numpy(vectors).to(self.device))
-            cache = self.cache.select(torch.from_numpy(candidates).to(self.device))
             # Voxel selection by the decoder itself: the strongest keypoints (extractors sort
             # them by response) vote for the voxel whose codes they match best.
-            voters = queries[:options.voting_keypoints]
-            votes = np.bincount(self.decoder.match_scores(voters, cache).argmax(dim=0).cpu()
-                                .numpy(), minlength=len(candidates))
+            voting = options.voting_keypoints
+            scoring = self.cache.select_for_scoring(torch.from_numpy(candidates).to(self.device))
+            voter_scores = self.decoder.match_scores(queries[:voting], scoring)
+            votes = np.bincount(voter_scores.argmax(dim=0).cpu().numpy(),
+                                minlength=len(candidates))
             chosen = np.argsort(-votes, kind='stable')[:options.top_voxels]
             voxels = candidates[chosen]
-            cache = cache.select(torch.from_numpy(chosen).to(self.device))
-            # Cascade: every keypoint is fully decoded only against its best few voxels.
+            cache = self.cache.select(torch.from_numpy(voxels).to(self.device))
+            # Cascade: every keypoint is fully decoded only against its best few voxels. The
+            # voters' scores against the chosen voxels are already known.
             per_keypoint = min(options.matches_per_keypoint, len(voxels))
-            scores = self.decoder.match_scores(queries, cache)
+            scores = voter_scores[torch.from_numpy(chosen).to(self.device)]
+            if len(queries) > voting:
+                scores = torch.cat([scores, self.decoder.match_scores(queries[voting:], cache)],
+                                   dim=1)
             best = scores.topk(per_keypoint, dim=0).indices.cpu().numpy()
-            for row in range(len(voxels)):
-                selected = np.flatnonzero((best == row).any(axis=0))
-                if len(selected) == 0:
-                    continue
-                index = torch.from_numpy(selected).to(self.device)
-                offsets, logits = self.decoder.decode(queries[index].unsqueeze(0),
-                                                      cache.select(torch.tensor([row])))
-                rows.append(np.full(len(selected), row))
-                keypoint_ids.append(selected)
-                probabilities.append(torch.sigmoid(logits[0].float()).cpu().numpy())
-                points.append(offsets[0].float().cpu().numpy())
+            rows, keypoint_ids = decoding_pairs(best)
+            offsets, probabilities = decode_pairs(self.decoder, queries, cache, rows,
+                                                  keypoint_ids)
         timer.mark('decode')
-        if not rows:
+        if len(rows) == 0:
             return pixels[:0], np.zeros((0, 3)), voxels.tolist()
-        rows, keypoint_ids = np.concatenate(rows), np.concatenate(keypoint_ids)
-        probabilities, offsets = np.concatenate(probabilities), np.concatenate(points)
         keep = probabilities > options.min_membership
         # Most confident first: PnP samples progressively from the front (PROSAC).
         order = np.flatnonzero(keep)[np.argsort(-probabilities[keep], kind='stable')]
@@ -316,6 +310,66 @@ class NeuralLocalizer(Localizer):
         points3d = self.anchors[voxel_ids] + offsets[order].astype(np.float64) * self.voxel_size
         timer.mark('matches')
         return pixels[keypoint_ids[order]], points3d, voxels.tolist()
+
+
+def decoding_pairs(best: np.ndarray) -> tuple:
+    """
+    Return (voxel rows, keypoint ids) to decode, sorted by row then keypoint.
+
+    ``best`` is (hypotheses, keypoints): the voxel rows each keypoint is decoded against.
+    """
+    rows = best.ravel()
+    keypoints = np.tile(np.arange(best.shape[1]), best.shape[0])
+    order = np.lexsort((keypoints, rows))
+    return rows[order], keypoints[order]
+
+
+def decode_pairs(decoder, queries: torch.Tensor, cache, rows: np.ndarray,
+                 keypoint_ids: np.ndarray) -> tuple:
+    """
+    Decode (voxel row, keypoint) pairs sorted by row; return offsets (P, 3), probabilities (P,).
+
+    ``queries`` are the embedded keypoints (N, width), ``cache`` the rows' codes. Voxels of
+    similar pair counts share one padded decoder call: a call per voxel costs ~1 ms of fixed
+    overhead on a CPU, and queries never attend to each other, so padding changes no result.
+    """
+    counts = np.bincount(rows, minlength=len(cache.positions))
+    starts = np.r_[0, np.cumsum(counts)]
+    offsets = np.empty((len(rows), 3), np.float32)
+    probabilities = np.empty(len(rows), np.float32)
+    for batch in similar_size_batches(counts):
+        index = np.zeros((len(batch), int(counts[batch].max())), np.int64)
+        for i, row in enumerate(batch):
+            index[i, :counts[row]] = keypoint_ids[starts[row]:starts[row + 1]]
+        index = torch.from_numpy(index).to(queries.device)
+        decoded, logits = decoder.decode(queries[index],
+                                         cache.select(torch.from_numpy(batch).to(queries.device)))
+        decoded = decoded.float().cpu().numpy()
+        logits = torch.sigmoid(logits.float()).cpu().numpy()
+        for i, row in enumerate(batch):
+            offsets[starts[row]:starts[row + 1]] = decoded[i, :counts[row]]
+            probabilities[starts[row]:starts[row + 1]] = logits[i, :counts[row]]
+    return offsets, probabilities
+
+
+def similar_size_batches(counts: np.ndarray, min_fill: float = 0.6) -> list:
+    """
+    Group rows with a non-zero count into batches of similar counts (largest first).
+
+    Every count in a batch is >= ``min_fill`` times the batch's largest, so padding each row
+    to the largest wastes little.
+    """
+    order = np.argsort(-counts, kind='stable')
+    order = order[counts[order] > 0]
+    batches, current = [], []
+    for row in order:
+        if current and counts[row] < min_fill * counts[current[0]]:
+            batches.append(np.array(current))
+            current = []
+        current.append(row)
+    if current:
+        batches.append(np.array(current))
+    return batches
 
 
 class FeatureMatchingLocalizer(Localizer):

@@ -94,7 +94,7 @@ PARAMETERS = {
     'max_keypoints': (0, 'keypoints per image (0: as the map was built)'),
     'max_image_side': (-1, 'detect keypoints on images downscaled to this side in pixels '
                            '(0: full resolution, -1: as the map was built)'),
-    'top_voxels': (12, 'neural maps: voxels decoded per image'),
+    'top_voxels': (24, 'neural maps: voxels decoded per image'),
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
     'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),
