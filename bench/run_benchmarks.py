@@ -24,6 +24,7 @@ size targets live here, not in the tests.
 """
 
 import argparse
+from dataclasses import asdict
 import json
 import os
 from pathlib import Path
@@ -39,7 +40,7 @@ from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.evaluation import evaluate_frames, format_table, json_safe, summarize
 from neumap_ros.core.feature_map import build_feature_map
 from neumap_ros.core.features import FeatureConfig
-from neumap_ros.core.localizer import FeatureMatchingLocalizer, NeuralLocalizer
+from neumap_ros.core.localizer import FeatureMatchingLocalizer, LocalizerOptions, NeuralLocalizer
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.observations import collect_observations
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
                            'torch_threads': torch.get_num_threads(),
                            'python': sys.version.split()[0]},
                'decoder': decoder_meta.get('hash'), 'features': features.to_dict(),
-               'mapping': mapping, 'scenes': [], 'compression': []}
+               'mapping': mapping, 'localizer': asdict(LocalizerOptions()),
+               'scenes': [], 'compression': []}
     kitchen_observations = None
     for name, folder, map_split, query_split, voxel_size in SCENES:
         if name not in args.scenes:

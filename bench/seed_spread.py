@@ -24,6 +24,7 @@ spread and writes ``bench/results/seed_spread.json``. About 3 minutes per seed o
 """
 
 import argparse
+from dataclasses import asdict
 import json
 import os
 from pathlib import Path
@@ -38,7 +39,7 @@ from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.evaluation import evaluate_frames, json_safe, summarize
 from neumap_ros.core.features import FeatureConfig
-from neumap_ros.core.localizer import NeuralLocalizer
+from neumap_ros.core.localizer import LocalizerOptions, NeuralLocalizer
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.observations import collect_observations
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     result = {'scene': 'redkitchen-interleaved', 'decoder': decoder_meta.get('hash'),
               # Default settings; each row's seed replaces the default one.
               'mapping': {k: v for k, v in MappingConfig().to_dict().items() if k != 'seed'},
-              'features': features.to_dict(),
+              'features': features.to_dict(), 'localizer': asdict(LocalizerOptions()),
               'seeds': rows}
     atomic_write_bytes(out / 'seed_spread.json', json.dumps(json_safe(result), indent=1).encode())
     return 0
