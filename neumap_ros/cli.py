@@ -280,6 +280,15 @@ def cmd_train(args) -> int:
         backend = 'nccl' if torch.cuda.is_available() and args.device != 'cpu' else 'gloo'
         dist.init_process_group(backend)
     rank = dist.get_rank() if distributed else 0
+    initial = None
+    if args.init:
+        from neumap_ros.core.decoder_weights import load_decoder
+        initial, initial_meta = load_decoder(args.init)
+        if initial.config != training.decoder:
+            raise UsageError(f'{args.init}: its architecture {initial.config.to_dict()} differs '
+                             f'from the one in the config, {training.decoder.to_dict()}')
+        # Loaded weights are frozen for inference; fine-tuning trains them again.
+        initial.requires_grad_(True)
     try:
         started = time.monotonic()
         # Rank 0 renders and caches the scenes; the others then read the same cache.
@@ -293,7 +302,7 @@ def cmd_train(args) -> int:
                                      args.cache, False)
         data_seconds = time.monotonic() - started
         decoder, history = pretrain(scenes, training, args.checkpoint, not args.quiet,
-                                    stop_after=args.stop_after or 0)
+                                    decoder=initial, stop_after=args.stop_after or 0)
         if rank == 0:
             info = {'training': training.to_dict(), 'data': data.to_dict(),
                     'features': features.to_dict(), 'scenes': describe_scenes(scenes),
@@ -301,6 +310,8 @@ def cmd_train(args) -> int:
                     'train_seconds': round(time.monotonic() - started - data_seconds, 1),
                     'processes': dist.get_world_size() if distributed else 1,
                     'final_loss': history[-1] if history else None}
+            if initial is not None:
+                info['initialised_from'] = initial_meta.get('hash')
             digest = save_decoder(args.out, decoder, info)
             write_model_card(Path(args.out).with_name('MODEL_CARD.md'), Path(args.out).name,
                              digest, info)
@@ -369,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--cache', default='build/pretrain_cache',
                        help='folder for rendered/extracted training scenes')
     train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
+    train.add_argument('--init', help='decoder weights to start from (fine-tuning); the '
+                       'architecture must match the config')
     train.add_argument('--iterations', type=int)
     train.add_argument('--time-budget', type=float, help='stop training after this many s')
     train.add_argument('--stop-after', type=int,

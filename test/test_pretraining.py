@@ -114,3 +114,31 @@ def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
                         extra=('--checkpoint', str(checkpoint)))
     for name, tensor in straight.items():
         assert torch.allclose(tensor, resumed[name], atol=1e-6), name
+
+
+def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):
+    """``--init`` continues from a decoder (recorded in its metadata) and rejects a misfit."""
+    config, cache, _ = tiny_setup
+    base, base_meta = _train(config, cache, tmp_path / 'base.safetensors')
+    untouched, meta = _train(config, cache, tmp_path / 'zero.safetensors',
+                             extra=('--init', str(tmp_path / 'base.safetensors'),
+                                    '--iterations', '0'))
+    assert meta['info']['initialised_from'] == base_meta['hash']
+    assert base_meta['hash'] in (tmp_path / 'MODEL_CARD.md').read_text()
+    for name, tensor in base.items():
+        assert torch.equal(tensor, untouched[name]), name
+    tuned, _ = _train(config, cache, tmp_path / 'tuned.safetensors',
+                      extra=('--init', str(tmp_path / 'base.safetensors')))
+    assert any(not torch.allclose(tensor, tuned[name]) for name, tensor in base.items())
+
+    other = dict(TINY, training=dict(TINY['training'],
+                                     decoder=dict(TINY['training']['decoder'], width=48)))
+    other_config = tmp_path / 'other.yaml'
+    other_config.write_text(yaml.safe_dump(other))
+    result = subprocess.run(
+        [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(other_config),
+         '--cache', str(cache), '--out', str(tmp_path / 'bad.safetensors'), '--quiet',
+         '--init', str(tmp_path / 'base.safetensors')],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 2 and 'architecture' in result.stderr, result.stderr
+    assert not (tmp_path / 'bad.safetensors').exists()

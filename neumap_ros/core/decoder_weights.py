@@ -99,7 +99,10 @@ def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
         'with this package.', '',
         '## Recipe', '',
         '```', 'neumap train --config config/pretrain.yaml '
-        '--out neumap_ros/weights/decoder.safetensors --checkpoint build/pretrain.ckpt', '```',
+        '--out neumap_ros/weights/decoder.safetensors --checkpoint build/pretrain.ckpt' +
+        (' --init PARENT.safetensors' if info.get('initialised_from') else ''), '```', '',
+        *([f'Fine-tuned from decoder `{info["initialised_from"]}` (PARENT above).']
+          if info.get('initialised_from') else []),
         '', f'Training settings: `{json.dumps(training)}`', '',
         '## Intended use and limits', '',
         'Scene-agnostic decoder for codes-only NeuMap mapping of new scenes with SIFT '
