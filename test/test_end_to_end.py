@@ -122,8 +122,13 @@ def test_pose_priors_select_what_the_camera_sees(kitchen, neural_map_file):
                              LocalizerOptions(retry_without_prior=False, prior_angle_deg=5.0))
     forgiving = NeuralLocalizer(neural, decoder, 'cpu', LocalizerOptions(prior_angle_deg=5.0))
     assert not strict.localize(image, frame.camera, prior).success
+    embedded = []
+    embed = decoder.embed_queries
+    decoder.embed_queries = lambda vectors: embedded.append(len(vectors)) or embed(vectors)
     result = forgiving.localize(image, frame.camera, prior)
     assert result.success and result.prior_ignored
+    # The retry reuses the first attempt's decoder queries instead of embedding them again.
+    assert len(embedded) == 1, embedded
     assert pose_errors(result.T_world_camera, truth)[0] < 0.10
 
 

@@ -116,6 +116,31 @@ class _StageTimer:
         return dict(self.timings, total=round((time.perf_counter() - self.start) * 1000.0, 3))
 
 
+class _QueryKeypoints:
+    """
+    Keypoints of the image being localized and what is derived from them.
+
+    Derived values (descriptor vectors, retrieval histogram, decoder queries) are computed on
+    first use only, so a global retry after a failing prior does not compute them again.
+    """
+
+    def __init__(self, features, pixels):
+        self.features = features
+        self.pixels = pixels
+        self._derived = {}
+
+    def derived(self, name: str, make):
+        """Return ``make()``'s value, computed once per image."""
+        if name not in self._derived:
+            self._derived[name] = make()
+        return self._derived[name]
+
+    def vectors(self) -> np.ndarray:
+        """Return the keypoints' unit descriptor vectors."""
+        return self.derived('vectors', lambda: descriptor_vectors(self.features.descriptors,
+                                                                  self.features.kind))
+
+
 class Localizer:
     """Shared pipeline; subclasses provide :meth:`_correspondences`."""
 
@@ -146,19 +171,20 @@ class Localizer:
         if len(features) < self.options.min_inliers:
             result.message = f'only {len(features)} keypoints (image without texture?)'
             return self._finish(result, timer)
-        result = self._solve(features, pixels, camera, prior, timer)
+        keypoints = _QueryKeypoints(features, pixels)
+        result = self._solve(keypoints, camera, prior, timer)
         if not result.success and prior is not None and self.options.retry_without_prior:
             # A stale or wrong prior must not cost the fix: the same keypoints, searched
             # globally (the first attempt's timings stay in the stages they belong to).
-            result = self._solve(features, pixels, camera, None, timer)
+            result = self._solve(keypoints, camera, None, timer)
             result.prior_ignored = True
         return self._finish(result, timer)
 
-    def _solve(self, features, pixels, camera, prior, timer) -> LocalizationResult:
+    def _solve(self, keypoints: _QueryKeypoints, camera, prior, timer) -> LocalizationResult:
         """Correspondences and PnP for extracted keypoints; the result before timings."""
-        result = LocalizationResult(False, 'too_few_matches', num_keypoints=len(features))
-        points2d, points3d, candidates = self._correspondences(features, pixels, camera, prior,
-                                                               timer)
+        result = LocalizationResult(False, 'too_few_matches',
+                                    num_keypoints=len(keypoints.features))
+        points2d, points3d, candidates = self._correspondences(keypoints, camera, prior, timer)
         result.candidates = candidates
         result.num_matches = len(points2d)
         if len(points2d) < self.options.min_inliers:
@@ -196,7 +222,7 @@ class Localizer:
         result.timings_ms = timer.finish()
         return result
 
-    def _correspondences(self, features, pixels, camera, prior, timer):
+    def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -254,7 +280,7 @@ class NeuralLocalizer(Localizer):
                 'code_precision': self.map.code_precision, 'map_bytes': self.map_bytes,
                 'device': str(self.device), 'decoder': self.map.decoder_hash[:12]}
 
-    def _candidate_voxels(self, vectors, prior, camera):
+    def _candidate_voxels(self, keypoints: _QueryKeypoints, prior, camera):
         """Voxels worth scoring: in view of the prior if any, and the best by retrieval."""
         candidates = np.arange(len(self.anchors))
         if prior is not None:
@@ -265,20 +291,21 @@ class NeuralLocalizer(Localizer):
             if len(in_view):
                 candidates = in_view
         if len(candidates) > self.options.max_candidate_voxels:
-            histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
+            histogram = keypoints.derived('histogram', lambda: self.map.vocabulary.histogram(
+                self.map.vocabulary.assign(keypoints.vectors())))
             best = rank(histogram, self.map.voxel_histograms[candidates],
                         self.options.max_candidate_voxels)
             candidates = candidates[best]
         return candidates
 
-    def _correspondences(self, features, pixels, camera, prior, timer):
-        vectors = descriptor_vectors(features.descriptors, features.kind)
-        candidates = self._candidate_voxels(vectors, prior, camera)
+    def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
+        candidates = self._candidate_voxels(keypoints, prior, camera)
         timer.mark('retrieval')
         options = self.options
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.device.type == 'cuda'):
-            queries = self.decoder.embed_queries(torch.from_numpy(vectors).to(self.device))
+            queries = keypoints.derived('embeddings', lambda: self.decoder.embed_queries(
+                torch.from_numpy(keypoints.vectors()).to(self.device)))
             # Voxel selection by the decoder itself: the strongest keypoints (extractors sort
             # them by response) vote for the voxel whose codes they match best.
             voting = options.voting_keypoints
@@ -301,6 +328,7 @@ class NeuralLocalizer(Localizer):
             offsets, probabilities = decode_pairs(self.decoder, queries, cache, rows,
                                                   keypoint_ids)
         timer.mark('decode')
+        pixels = keypoints.pixels
         if len(rows) == 0:
             return pixels[:0], np.zeros((0, 3)), voxels.tolist()
         keep = probabilities > options.min_membership
@@ -401,8 +429,8 @@ class FeatureMatchingLocalizer(Localizer):
         return {'method': 'features', 'points': int(len(self.map.xyz)),
                 'frames': int(len(self.map.frame_centres)), 'map_bytes': self.map_bytes}
 
-    def _correspondences(self, features, pixels, camera, prior, timer):
-        vectors = descriptor_vectors(features.descriptors, features.kind)
+    def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
+        vectors = keypoints.vectors()
         frames = np.arange(len(self.map.frame_centres))
         if prior is not None:
             radius = prior.radius_m or self.options.prior_radius_m
@@ -410,7 +438,8 @@ class FeatureMatchingLocalizer(Localizer):
                                       axis=1)
             if (distance <= radius).any():
                 frames = frames[distance <= radius]
-        histogram = self.map.vocabulary.histogram(self.map.vocabulary.assign(vectors))
+        histogram = keypoints.derived('histogram', lambda: self.map.vocabulary.histogram(
+            self.map.vocabulary.assign(vectors)))
         chosen = frames[rank(histogram, self.map.frame_histograms[frames],
                              self.options.top_frames)]
         points = np.concatenate([self._order[self._starts[f]:self._starts[f + 1]]
@@ -418,8 +447,8 @@ class FeatureMatchingLocalizer(Localizer):
         timer.mark('retrieval')
         matches = match_descriptors(vectors, self._vectors[points], self.options.ratio)
         timer.mark('matching')
-        return (pixels[matches[:, 0]], self.map.xyz[points[matches[:, 1]]].astype(np.float64),
-                chosen.tolist())
+        return (keypoints.pixels[matches[:, 0]],
+                self.map.xyz[points[matches[:, 1]]].astype(np.float64), chosen.tolist())
 
 
 def map_method(path) -> str:
