@@ -275,11 +275,7 @@ def cmd_train(args) -> int:
     training = replace(training, **overrides)
     if args.scenes is not None:
         data = replace(data, synthetic_scenes=args.scenes)
-    distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
-    if distributed:
-        backend = 'nccl' if torch.cuda.is_available() and args.device != 'cpu' else 'gloo'
-        dist.init_process_group(backend)
-    rank = dist.get_rank() if distributed else 0
+    # Checked before any process group exists, so a misfit never leaves one behind.
     initial = None
     if args.init:
         from neumap_ros.core.decoder_weights import load_decoder
@@ -289,6 +285,11 @@ def cmd_train(args) -> int:
                              f'from the one in the config, {training.decoder.to_dict()}')
         # Loaded weights are frozen for inference; fine-tuning trains them again.
         initial.requires_grad_(True)
+    distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
+    if distributed:
+        backend = 'nccl' if torch.cuda.is_available() and args.device != 'cpu' else 'gloo'
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if distributed else 0
     try:
         started = time.monotonic()
         # Rank 0 renders and caches the scenes; the others then read the same cache.
