@@ -15,16 +15,17 @@
 """
 How much the neural map's accuracy depends on the mapping seed.
 
-Maps the kitchen's interleaved split once per seed (same keypoints, same decoder, default
-settings) and evaluates each map on the interleaved queries. The misses of a neural map are
-marginal (5-6 cm against a 5 cm threshold), so one run's recall is one draw; this prints the
-spread and writes ``bench/results/seed_spread.json``. About 3 minutes per seed on 2 cores.
+Maps one kitchen split once per seed (same keypoints, same decoder, default settings unless
+told) and evaluates each map on that split's queries. The misses of a neural map are marginal
+(5-6 cm against a 5 cm threshold), so one run's recall is one draw; this prints the spread and
+writes ``bench/results/seed_spread[_SPLIT][_refined].json`` (no suffix: interleaved, defaults).
+About 3 minutes per seed on 2 cores.
 
-    python bench/seed_spread.py [--seeds 0 1 2]
+    python bench/seed_spread.py [--seeds 0 1 2] [--split sequential] [--refine-track-points]
 """
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 import json
 import os
 from pathlib import Path
@@ -49,19 +50,23 @@ def main(argv=None) -> int:
     """Map and evaluate once per seed; print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--split', choices=('interleaved', 'sequential'), default='interleaved')
+    parser.add_argument('--refine-track-points', action='store_true',
+                        help='map with landmarks fitted to their rays and depths')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
     args = parser.parse_args(argv)
+    mapping = MappingConfig(refine_track_points=args.refine_track_points)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.monotonic()
     dataset = open_dataset(require_shared_data('7scenes-redkitchen'))
     features = FeatureConfig()
     decoder, decoder_meta = load_decoder()
-    observations = collect_observations(dataset, dataset.split('interleaved-map'), features,
+    observations = collect_observations(dataset, dataset.split(f'{args.split}-map'), features,
                                         progress=False)
-    queries = dataset.split('interleaved-query')
+    queries = dataset.split(f'{args.split}-query')
     rows = []
     for seed in args.seeds:
-        neural = build_neural_map(observations, decoder, features, MappingConfig(seed=seed),
+        neural = build_neural_map(observations, decoder, features, replace(mapping, seed=seed),
                                   progress=False)
         report = summarize(evaluate_frames(NeuralLocalizer(neural, decoder, 'cpu'), queries,
                                            progress=False), 'neural')
@@ -78,12 +83,14 @@ def main(argv=None) -> int:
           f'min {at_5cm.min():.1f} %, max {at_5cm.max():.1f} %')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {'scene': 'redkitchen-interleaved', 'decoder': decoder_meta.get('hash'),
-              # Default settings; each row's seed replaces the default one.
-              'mapping': {k: v for k, v in MappingConfig().to_dict().items() if k != 'seed'},
+    result = {'scene': f'redkitchen-{args.split}', 'decoder': decoder_meta.get('hash'),
+              # Each row's seed replaces the one here.
+              'mapping': {k: v for k, v in mapping.to_dict().items() if k != 'seed'},
               'features': features.to_dict(), 'localizer': asdict(LocalizerOptions()),
               'seeds': rows}
-    atomic_write_bytes(out / 'seed_spread.json', json.dumps(json_safe(result), indent=1).encode())
+    name = 'seed_spread' + ('' if args.split == 'interleaved' else f'_{args.split}') + \
+        ('_refined' if args.refine_track_points else '')
+    atomic_write_bytes(out / f'{name}.json', json.dumps(json_safe(result), indent=1).encode())
     return 0
 
 

@@ -65,19 +65,25 @@ def _feature_config(args, base=None):
     return replace(config, **overrides)
 
 
-def cmd_build_map(args) -> int:
-    """Build a neural (or feature-matching) map from a dataset split."""
-    from neumap_ros.core.map_building import build_map, BuildRequest
+def mapping_config(args, settings: dict):
+    """Return build-map's mapping settings: defaults, then the --config file, then flags."""
     from neumap_ros.core.mapping import MappingConfig
-    settings = _load_yaml(args.config)
     mapping = _apply(MappingConfig(), settings.get('mapping', {}), args.config or 'config')
     overrides = {k: v for k, v in {
         'voxel_size': args.voxel_size, 'iterations': args.iterations,
         'time_budget_s': args.time_budget, 'code_precision': args.precision,
         'seed': args.seed, 'prune_threshold': args.prune_threshold,
         'importance_l1': args.importance_l1,
-        'finetune_iterations': args.finetune_iterations}.items() if v is not None}
-    mapping = replace(mapping, **overrides)
+        'finetune_iterations': args.finetune_iterations,
+        'refine_track_points': args.refine_track_points}.items() if v is not None}
+    return replace(mapping, **overrides)
+
+
+def cmd_build_map(args) -> int:
+    """Build a neural (or feature-matching) map from a dataset split."""
+    from neumap_ros.core.map_building import build_map, BuildRequest
+    settings = _load_yaml(args.config)
+    mapping = mapping_config(args, settings)
     from neumap_ros.core.features import FeatureConfig
     features = _feature_config(args, _apply(FeatureConfig(), settings.get('features', {}),
                                             args.config or 'config'))
@@ -355,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument('--importance-l1', type=float)
     build.add_argument('--prune-threshold', type=float)
     build.add_argument('--finetune-iterations', type=int)
+    build.add_argument('--refine-track-points', action='store_const', const=True,
+                       help="fit landmarks to their keypoints' rays and depths (README)")
     build.add_argument('--seed', type=int)
     build.add_argument('--checkpoint', help='resumable checkpoint file for long mapping runs')
     build.add_argument('--quiet', action='store_true', help='no progress bars')

@@ -28,6 +28,7 @@ import sys
 import pytest
 
 import neumap_ros
+from neumap_ros.cli import build_parser, mapping_config
 
 SCENE = '7scenes-redkitchen'
 MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
@@ -139,3 +140,18 @@ def test_evaluate_localizes_held_back_frames(built_map, shared_data_dir):
     assert plot_path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     # The table on stdout carries the same numbers.
     assert result.stdout.splitlines()[1].split()[:3] == ['features', '5', '5']
+
+
+def test_build_map_settings_layer_defaults_config_and_flags(tmp_path):
+    """A flag beats the --config file, which beats the defaults; unset flags change nothing."""
+    config = tmp_path / 'mapping.yaml'
+    config.write_text('mapping:\n  voxel_size: 0.7\n  iterations: 20\n')
+    parser = build_parser()
+    args = parser.parse_args(['build-map', 'data', '--out', 'm.safetensors', '--config',
+                              str(config), '--iterations', '30'])
+    settings = mapping_config(args, {'mapping': {'voxel_size': 0.7, 'iterations': 20}})
+    assert (settings.voxel_size, settings.iterations) == (0.7, 30)
+    assert settings.refine_track_points is False
+    args = parser.parse_args(['build-map', 'data', '--out', 'm.safetensors',
+                              '--refine-track-points'])
+    assert mapping_config(args, {}).refine_track_points is True

@@ -16,6 +16,7 @@
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 import torch
 
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
@@ -131,3 +132,23 @@ def test_mapping_reports_progress_through_both_stages(scene, decoder):
     assert set(stages) == {'codes', 'finetune'}
     assert any(0.0 < f < 0.67 for s, f in reports if s == 'codes')
     assert max(f for s, f in reports if s == 'codes') <= 100 / 150
+
+
+def test_refined_track_points_move_landmarks_only_as_far_as_the_data_says(scene, decoder):
+    """The option moves landmarks onto their keypoints' rays; exact depth leaves little to do."""
+    settings = dict(SETTINGS, iterations=5)
+    plain = build_neural_map(scene, decoder, FEATURES, MappingConfig(**settings),
+                             progress=False)
+    refined = build_neural_map(scene, decoder, FEATURES,
+                               MappingConfig(**dict(settings, refine_track_points=True)),
+                               progress=False)
+    assert refined.info['mapping_config']['refine_track_points'] is True
+
+    def landmarks(neural):
+        voxels = np.nonzero(neural.code_mask)[0]
+        return neural.grid.anchors[voxels] + \
+            neural.positions[neural.code_mask] * neural.grid.voxel_size
+
+    moved, _ = cKDTree(landmarks(plain)).query(landmarks(refined))
+    assert np.median(moved) < 0.01
+    assert np.mean(moved > 1e-5) > 0.5  # most did move

@@ -39,6 +39,7 @@ from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import Observations
 from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.retrieval import document_histograms, train_vocabulary
+from neumap_ros.core.track_points import TrackPointOptions, with_track_points
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
     VoxelSamples
@@ -65,6 +66,10 @@ class MappingConfig:
     prune_threshold: float = 0.0      # prune codes whose |weight| is below this (0: no pruning)
     finetune_iterations: int = 0
     code_precision: str = 'int8'       # int8 halves fp16 maps at equal recall (bench)
+    # Landmarks fitted to their keypoints' rays and depths instead of the depth mean: more
+    # precise near the mapped views, less so from new ones (README), so off by default.
+    refine_track_points: bool = False
+    track_point_depth_sigma_m: float = 0.05
     vocabulary_size: int = 256
     seed: int = 0
 
@@ -194,6 +199,9 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
                          'increase voxel_size')
     tracks = build_tracks(observations)
+    if config.refine_track_points:
+        options = TrackPointOptions(depth_sigma_m=config.track_point_depth_sigma_m)
+        observations = with_track_points(observations, tracks, options)
     slots = config.landmarks_per_voxel or decoder.config.codes_per_voxel
     samples = landmark_samples(observations, grid, slots, tracks, seed=config.seed)
     grid = samples.grid
