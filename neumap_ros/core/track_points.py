@@ -43,7 +43,7 @@ class TrackPointOptions:
     prior_sigma_m: float = 1.0    # the depth mean, in every direction (keeps it well posed)
     pixel_sigma: float = 1.0      # keypoint localisation noise
     robust_px: float = 2.0        # residuals beyond this count linearly (Huber weights)
-    iterations: int = 5           # Gauss-Newton steps (converges in 2-3 on real tracks)
+    iterations: int = 5           # Gauss-Newton steps
 
 
 def refine_track_points(observations: Observations, tracks: np.ndarray,
@@ -52,8 +52,8 @@ def refine_track_points(observations: Observations, tracks: np.ndarray,
     Return (T, 3) world points of tracks ``0..T-1`` (``tracks`` as from :func:`build_tracks`).
 
     Each track starts at the mean of its keypoints' 3D points and takes Gauss-Newton steps on
-    its robust reprojection error plus the prior; tracks are independent 3x3 problems, solved
-    all at once.
+    its robust reprojection and depth errors plus the prior; tracks are independent 3x3
+    problems, solved all at once.
     """
     members = np.flatnonzero(tracks >= 0)
     count = int(tracks.max()) + 1 if len(members) else 0
@@ -95,6 +95,7 @@ def refine_track_points(observations: Observations, tracks: np.ndarray,
         gradient = np.einsum('n,nki,nk->ni', weight, jacobian, residual)
         if options.depth_sigma_m > 0:
             depth_residual = in_camera[:, 2] - measured_depth
+            # Huber beyond two sigmas: a depth read across an edge must not hold the point.
             depth_weight = np.where(np.abs(depth_residual) <= 2.0 * options.depth_sigma_m, 1.0,
                                     2.0 * options.depth_sigma_m /
                                     np.maximum(np.abs(depth_residual), 1e-12))
