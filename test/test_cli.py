@@ -142,13 +142,11 @@ def test_evaluate_localizes_held_back_frames(built_map, shared_data_dir):
     assert result.stdout.splitlines()[1].split()[:3] == ['features', '5', '5']
 
 
-def test_build_map_settings_layer_defaults_config_and_flags(tmp_path):
-    """A flag beats the --config file, which beats the defaults; unset flags change nothing."""
-    config = tmp_path / 'mapping.yaml'
-    config.write_text('mapping:\n  voxel_size: 0.7\n  iterations: 20\n')
+def test_build_map_settings_layer_defaults_config_and_flags():
+    """A flag beats the --config file's settings, which beat the defaults."""
     parser = build_parser()
     args = parser.parse_args(['build-map', 'data', '--out', 'm.safetensors', '--config',
-                              str(config), '--iterations', '30'])
+                              'mapping.yaml', '--iterations', '30'])
     settings = mapping_config(args, {'mapping': {'voxel_size': 0.7, 'iterations': 20}})
     assert (settings.voxel_size, settings.iterations) == (0.7, 30)
     assert settings.refine_track_points is False
