@@ -114,3 +114,18 @@ class PinholeCamera:
         """Camera description for poselib (pixels are undistorted before they reach PnP)."""
         return {'model': 'PINHOLE', 'width': int(self.width), 'height': int(self.height),
                 'params': [float(self.fx), float(self.fy), float(self.cx), float(self.cy)]}
+
+
+def projection_jacobian(points_camera: np.ndarray, fx, fy) -> np.ndarray:
+    """
+    Return (N, 2, 3) derivatives of pinhole pixels with respect to camera-frame points.
+
+    ``fx``/``fy`` are scalars or one per point; depths must already be positive.
+    """
+    x, y, z = points_camera[:, 0], points_camera[:, 1], points_camera[:, 2]
+    jacobian = np.zeros((len(points_camera), 2, 3))
+    jacobian[:, 0, 0] = fx / z
+    jacobian[:, 0, 2] = -fx * x / z ** 2
+    jacobian[:, 1, 1] = fy / z
+    jacobian[:, 1, 2] = -fy * y / z ** 2
+    return jacobian

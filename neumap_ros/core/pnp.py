@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import poselib
 
-from neumap_ros.core.camera import PinholeCamera
+from neumap_ros.core.camera import PinholeCamera, projection_jacobian
 from neumap_ros.core.geometry import invert_transform, make_transform
 
 
@@ -99,13 +99,8 @@ def pose_covariance(T_world_camera: np.ndarray, points2d: np.ndarray, points3d: 
     centre = T_world_camera[:3, 3]
     relative = points3d - centre                      # world-frame rays from the camera centre
     in_camera = relative @ R_wc                        # R_wc^T (X - c)
-    x, y, z = in_camera[:, 0], in_camera[:, 1], np.maximum(in_camera[:, 2], 1e-9)
-    # d(pixel)/d(point in camera frame), shape (N, 2, 3)
-    d_proj = np.zeros((count, 2, 3))
-    d_proj[:, 0, 0] = camera.fx / z
-    d_proj[:, 0, 2] = -camera.fx * x / z ** 2
-    d_proj[:, 1, 1] = camera.fy / z
-    d_proj[:, 1, 2] = -camera.fy * y / z ** 2
+    in_camera[:, 2] = np.maximum(in_camera[:, 2], 1e-9)
+    d_proj = projection_jacobian(in_camera, camera.fx, camera.fy)      # d(pixel)/d(point)
     # A position step dc moves the point by -R^T dc; a world-axis rotation step dtheta
     # (R <- exp(dtheta) R) moves it by R^T [X - c]_x dtheta.
     d_centre = -R_wc.T

@@ -24,14 +24,15 @@ precise along its own ray only), with robust weights; a weak prior towards the d
 keeps every 3x3 problem well posed.
 
 Measured on the kitchen (README): maps of the mapped views localize nearby queries more
-precisely, but the fit also absorbs the mapping poses' drift, which costs queries from new
-viewpoints at 5 cm; so it is a mapping option, off by default.
+precisely, but queries from new viewpoints lose at 5 cm (the fit seems to absorb what is
+particular to the mapping views); so it is a mapping option, off by default.
 """
 
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from neumap_ros.core.camera import projection_jacobian
 from neumap_ros.core.observations import Observations
 
 
@@ -44,6 +45,11 @@ class TrackPointOptions:
     pixel_sigma: float = 1.0      # keypoint localisation noise
     robust_px: float = 2.0        # residuals beyond this count linearly (Huber weights)
     iterations: int = 5           # Gauss-Newton steps
+
+
+def huber_weights(error: np.ndarray, threshold: float) -> np.ndarray:
+    """IRLS weights of the Huber loss: 1 up to ``threshold``, then threshold / error."""
+    return np.where(error <= threshold, 1.0, threshold / np.maximum(error, 1e-12))
 
 
 def refine_track_points(observations: Observations, tracks: np.ndarray,
@@ -82,23 +88,15 @@ def refine_track_points(observations: Observations, tracks: np.ndarray,
         residual = np.stack([fx * in_camera[:, 0] / z + cx,
                              fy * in_camera[:, 1] / z + cy], axis=1) - pixels
         error = np.linalg.norm(residual, axis=1)
-        weight = np.where(error <= options.robust_px, 1.0,
-                          options.robust_px / np.maximum(error, 1e-12))
-        weight = weight * in_front / options.pixel_sigma ** 2
-        d_project = np.zeros((len(members), 2, 3))
-        d_project[:, 0, 0] = fx / z
-        d_project[:, 0, 2] = -fx * in_camera[:, 0] / z ** 2
-        d_project[:, 1, 1] = fy / z
-        d_project[:, 1, 2] = -fy * in_camera[:, 1] / z ** 2
+        weight = huber_weights(error, options.robust_px) * in_front / options.pixel_sigma ** 2
+        d_project = projection_jacobian(np.c_[in_camera[:, :2], z], fx, fy)
         jacobian = d_project @ rotation                               # d(pixel)/d(world point)
         normal = np.einsum('n,nki,nkj->nij', weight, jacobian, jacobian).reshape(-1, 9)
         gradient = np.einsum('n,nki,nk->ni', weight, jacobian, residual)
         if options.depth_sigma_m > 0:
             depth_residual = in_camera[:, 2] - measured_depth
             # Huber beyond two sigmas: a depth read across an edge must not hold the point.
-            depth_weight = np.where(np.abs(depth_residual) <= 2.0 * options.depth_sigma_m, 1.0,
-                                    2.0 * options.depth_sigma_m /
-                                    np.maximum(np.abs(depth_residual), 1e-12))
+            depth_weight = huber_weights(np.abs(depth_residual), 2.0 * options.depth_sigma_m)
             depth_weight = depth_weight * in_front / options.depth_sigma_m ** 2
             depth_row = rotation[:, 2]                                 # d(depth)/d(world point)
             normal += (depth_weight[:, None, None] * depth_row[:, :, None]
