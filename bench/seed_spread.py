@@ -18,10 +18,11 @@ How much the neural map's accuracy depends on the mapping seed.
 Maps one kitchen split once per seed (same keypoints, same decoder, default settings unless
 told) and evaluates each map on that split's queries. The misses of a neural map are marginal
 (5-6 cm against a 5 cm threshold), so one run's recall is one draw; this prints the spread and
-writes ``bench/results/seed_spread[_SPLIT][_refined].json`` (no suffix: interleaved, defaults).
-About 3 minutes per seed on 2 cores.
+writes ``bench/results/seed_spread[_SPLIT][_refined][_PRESET].json`` (no suffix: interleaved,
+defaults). About 3 minutes per seed on 2 cores with the defaults.
 
     python bench/seed_spread.py [--seeds 0 1 2] [--split sequential] [--refine-track-points]
+                                [--config config/mapping_precise.yaml]
 """
 
 import argparse
@@ -30,10 +31,12 @@ import json
 import os
 from pathlib import Path
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
+import yaml
 
 from neumap_ros.core.data_paths import require_shared_data
 from neumap_ros.core.datasets import open_dataset
@@ -46,6 +49,12 @@ from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.observations import collect_observations
 
 
+def map_bytes(neural) -> int:
+    """Size of the map file as written with the map's own code precision."""
+    with tempfile.TemporaryDirectory() as folder:
+        return neural.save(Path(folder) / 'map.safetensors')
+
+
 def main(argv=None) -> int:
     """Map and evaluate once per seed; print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -53,9 +62,14 @@ def main(argv=None) -> int:
     parser.add_argument('--split', choices=('interleaved', 'sequential'), default='interleaved')
     parser.add_argument('--refine-track-points', action='store_true',
                         help='map with landmarks fitted to their rays and depths')
+    parser.add_argument('--config', help='mapping preset (its "mapping:" section), e.g. '
+                        'config/mapping_precise.yaml')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
     args = parser.parse_args(argv)
-    mapping = MappingConfig(refine_track_points=args.refine_track_points)
+    preset = yaml.safe_load(Path(args.config).read_text())['mapping'] if args.config else {}
+    mapping = replace(MappingConfig(**preset),
+                      refine_track_points=args.refine_track_points or
+                      preset.get('refine_track_points', False))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.monotonic()
     dataset = open_dataset(require_shared_data('7scenes-redkitchen'))
@@ -66,18 +80,25 @@ def main(argv=None) -> int:
     queries = dataset.split(f'{args.split}-query')
     rows = []
     for seed in args.seeds:
+        mapping_started = time.monotonic()
         neural = build_neural_map(observations, decoder, features, replace(mapping, seed=seed),
                                   progress=False)
+        mapping_seconds = time.monotonic() - mapping_started
         report = summarize(evaluate_frames(NeuralLocalizer(neural, decoder, 'cpu'), queries,
                                            progress=False), 'neural')
         rows.append({'seed': seed, 'recall': report['recall'],
                      'median_translation_m': report['median_translation_m'],
                      'median_rotation_deg': report['median_rotation_deg'],
-                     'localized': report['localized'], 'queries': report['queries']})
+                     'localized': report['localized'], 'queries': report['queries'],
+                     'map_bytes': map_bytes(neural),
+                     'codes_mapping_seconds': mapping_seconds,
+                     'latency_ms_median': report['latency_ms']['median']})
         print(f'[{time.monotonic() - started:5.0f} s] seed {seed}: '
               f'{report["recall"]["0.05m_5deg"] * 100:5.1f} % @5cm/5deg, '
               f'{report["recall"]["0.10m_5deg"] * 100:5.1f} % @10cm/5deg, '
-              f'median {report["median_translation_m"] * 100:.1f} cm', flush=True)
+              f'median {report["median_translation_m"] * 100:.1f} cm, '
+              f'codes mapped in {mapping_seconds:.0f} s, '
+              f'{report["latency_ms"]["median"]:.0f} ms per image', flush=True)
     at_5cm = np.array([row['recall']['0.05m_5deg'] for row in rows]) * 100
     print(f'5cm/5deg recall over seeds {args.seeds}: mean {at_5cm.mean():.1f} %, '
           f'min {at_5cm.min():.1f} %, max {at_5cm.max():.1f} %')
@@ -89,7 +110,8 @@ def main(argv=None) -> int:
               'features': features.to_dict(), 'localizer': asdict(LocalizerOptions()),
               'seeds': rows}
     name = 'seed_spread' + ('' if args.split == 'interleaved' else f'_{args.split}') + \
-        ('_refined' if args.refine_track_points else '')
+        ('_refined' if args.refine_track_points else '') + \
+        (f'_{Path(args.config).stem}' if args.config else '')
     atomic_write_bytes(out / f'{name}.json', json.dumps(json_safe(result), indent=1).encode())
     return 0
 

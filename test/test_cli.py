@@ -28,7 +28,7 @@ import sys
 import pytest
 
 import neumap_ros
-from neumap_ros.cli import build_parser, mapping_config
+from neumap_ros.cli import _load_yaml, build_parser, mapping_config
 
 SCENE = '7scenes-redkitchen'
 MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
@@ -153,3 +153,18 @@ def test_build_map_settings_layer_defaults_config_and_flags():
     args = parser.parse_args(['build-map', 'data', '--out', 'm.safetensors',
                               '--refine-track-points'])
     assert mapping_config(args, {}).refine_track_points is True
+
+
+@pytest.mark.parametrize('preset, expected', [
+    ('mapping.yaml', {}),
+    ('mapping_precise.yaml', {'landmarks_per_voxel': 256, 'iterations': 3000})])
+def test_shipped_mapping_presets_load_through_the_settings_layer(preset, expected):
+    """config/mapping.yaml restates the defaults; the precision preset changes only the budget."""
+    from neumap_ros.core.mapping import MappingConfig
+    path = pathlib.Path(neumap_ros.__file__).resolve().parents[1] / 'config' / preset
+    args = build_parser().parse_args(['build-map', 'data', '--out', 'm.safetensors',
+                                      '--config', str(path)])
+    settings = mapping_config(args, _load_yaml(path))
+    changed = {key: value for key, value in settings.to_dict().items()
+               if value != getattr(MappingConfig(), key)}
+    assert changed == expected
