@@ -20,9 +20,9 @@ to match query keypoints to them. This replaces the decoder by an oracle, to sep
 landmark budget allows from what the decoder achieves: for each query, the landmarks in view
 under its true pose are matched to its SIFT descriptors (mutual nearest neighbour, ratio test,
 against each landmark's mean descriptor) and the pose is solved with the localizer's PnP.
-It is an upper bound for the decoder at that budget, not a localizer (it uses the true pose to
+It is a yardstick for the decoder at that budget, not a localizer (it uses the true pose to
 know what is in view). Prints a table and writes ``bench/results/landmark_budget[_SPLIT].json``.
-About 20 s per budget on 2 cores, after the keypoints.
+About a minute per budget on 2 cores, after two minutes of keypoints.
 
     python bench/landmark_budget.py [--budgets 64 128 256 512] [--split sequential]
 """
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {'scene': f'redkitchen-{args.split}', 'what': 'oracle matcher over the landmarks '
-              'a map keeps (true pose picks the landmarks in view); upper bound for the decoder',
+              'a map keeps (true pose picks the landmarks in view); a yardstick for the decoder',
               'mapping': mapping.to_dict(), 'features': features.to_dict(),
               'correct_px': CORRECT_PX, 'budgets': rows}
     name = 'landmark_budget' + ('' if args.split == 'interleaved' else f'_{args.split}')
