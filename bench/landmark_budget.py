@@ -43,13 +43,12 @@ from neumap_ros.core.evaluation import json_safe
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig
 from neumap_ros.core.geometry import invert_transform, pose_errors, transform_points
 from neumap_ros.core.map_io import atomic_write_bytes
-from neumap_ros.core.mapping import MappingConfig
+from neumap_ros.core.mapping import mapping_grid, MappingConfig
 from neumap_ros.core.matching import match_descriptors
 from neumap_ros.core.observations import collect_observations
 from neumap_ros.core.pnp import PnPOptions, solve_pnp
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import landmark_samples
-from neumap_ros.core.voxels import build_voxel_grid
 
 CORRECT_PX = 4.0   # a match this close to the truth's projection counts as correct
 VIEW_MARGIN_PX = 20.0
@@ -103,10 +102,7 @@ def main(argv=None) -> int:
     features, mapping = FeatureConfig(), MappingConfig()
     observations = collect_observations(dataset, dataset.split(f'{args.split}-map'), features,
                                         progress=False)
-    valid = observations.valid
-    grid = build_voxel_grid(observations.xyz[valid], observations.frame_index[valid],
-                            mapping.voxel_size, mapping.min_points_per_voxel,
-                            mapping.min_frames_per_voxel)
+    grid = mapping_grid(observations, mapping)
     tracks = build_tracks(observations)
     extractor = create_extractor(features)
     queries = []

@@ -43,7 +43,7 @@ from neumap_ros.core.track_points import TrackPointOptions, with_track_points
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
     VoxelSamples
-from neumap_ros.core.voxels import build_voxel_grid
+from neumap_ros.core.voxels import build_voxel_grid, VoxelGrid
 
 LOG = logging.getLogger(__name__)
 
@@ -172,6 +172,14 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
     return step
 
 
+def mapping_grid(observations: Observations, config: MappingConfig) -> VoxelGrid:
+    """Return the voxels a map of these observations gets: those its 3D points support."""
+    valid = observations.valid
+    return build_voxel_grid(observations.xyz[valid], observations.frame_index[valid],
+                            config.voxel_size, config.min_points_per_voxel,
+                            config.min_frames_per_voxel)
+
+
 def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                      feature_config: FeatureConfig, config: MappingConfig = MappingConfig(),
                      progress: bool = True, checkpoint_path=None,
@@ -192,9 +200,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     valid = observations.valid
     if valid.sum() < config.min_points_per_voxel:
         raise ValueError(f'only {int(valid.sum())} keypoints have 3D points: too few to map')
-    grid = build_voxel_grid(observations.xyz[valid], observations.frame_index[valid],
-                            config.voxel_size, config.min_points_per_voxel,
-                            config.min_frames_per_voxel)
+    grid = mapping_grid(observations, config)
     if len(grid) == 0:
         raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
                          'increase voxel_size')
