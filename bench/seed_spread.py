@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 import torch
-import yaml
 
+from neumap_ros.cli import _apply, _load_yaml
 from neumap_ros.core.data_paths import require_shared_data
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
@@ -66,10 +66,11 @@ def main(argv=None) -> int:
                         'config/mapping_precise.yaml')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
     args = parser.parse_args(argv)
-    preset = yaml.safe_load(Path(args.config).read_text())['mapping'] if args.config else {}
-    mapping = replace(MappingConfig(**preset),
-                      refine_track_points=args.refine_track_points or
-                      preset.get('refine_track_points', False))
+    # The preset goes through the same checked settings layer as `neumap build-map --config`.
+    mapping = _apply(MappingConfig(), _load_yaml(args.config).get('mapping', {}),
+                     args.config or 'defaults')
+    if args.refine_track_points:
+        mapping = replace(mapping, refine_track_points=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.monotonic()
     dataset = open_dataset(require_shared_data('7scenes-redkitchen'))
