@@ -38,11 +38,12 @@ from neumap_ros.core.data_paths import require_shared_data
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.evaluation import evaluate_frames, format_table, json_safe, summarize
-from neumap_ros.core.feature_map import build_feature_map
+from neumap_ros.core.feature_map import build_feature_map, FeatureMap
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.localizer import FeatureMatchingLocalizer, LocalizerOptions, NeuralLocalizer
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
+from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import collect_observations
 
 # (name, dataset folder, map split, query split, voxel size in metres)
@@ -87,22 +88,26 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     started = time.monotonic()
     baseline = build_feature_map(observations, features)
     baseline_seconds = feature_seconds + time.monotonic() - started
-    baseline_bytes = baseline.save(maps_dir / f'{name}-features.safetensors')
+    baseline_path = maps_dir / f'{name}-features.safetensors'
+    baseline_bytes = baseline.save(baseline_path)
 
     started = time.monotonic()
     neural = build_neural_map(observations, decoder, features,
                               MappingConfig(**dict(mapping, voxel_size=voxel_size)),
                               progress=False)
     neural_seconds = feature_seconds + time.monotonic() - started
-    neural_bytes = neural.save(maps_dir / f'{name}-neural.safetensors')
+    neural_path = maps_dir / f'{name}-neural.safetensors'
+    neural_bytes = neural.save(neural_path)
     log(f'{name}: maps built (baseline {baseline_bytes / 1e6:.1f} MB, '
         f'neural {neural_bytes / 1e6:.2f} MB in {neural_seconds:.0f} s)')
 
+    # Both are scored as loaded from their files, which is what a localizer gets (codes as
+    # stored, e.g. int8), not as they were in memory after mapping.
     reports = [
-        _evaluate(FeatureMatchingLocalizer(baseline), queries, 'features', baseline_bytes,
-                  round(baseline_seconds, 1)),
-        _evaluate(NeuralLocalizer(neural, decoder, 'cpu'), queries, 'neural', neural_bytes,
-                  round(neural_seconds, 1)),
+        _evaluate(FeatureMatchingLocalizer(FeatureMap.load(baseline_path)), queries, 'features',
+                  baseline_bytes, round(baseline_seconds, 1)),
+        _evaluate(NeuralLocalizer(NeuralMap.load(neural_path), decoder, 'cpu'), queries,
+                  'neural', neural_bytes, round(neural_seconds, 1)),
     ]
     for report in reports:
         report['scene'] = name
@@ -125,8 +130,9 @@ def run_compression(observations, dataset, query_split, features, mapping, decod
         neural = build_neural_map(observations, decoder, features, MappingConfig(**settings),
                                   progress=False)
         size = neural.save(maps_dir / 'compression.safetensors')
-        report = _evaluate(NeuralLocalizer(neural, decoder, 'cpu'), queries, label, size,
-                           neural.info['mapping_seconds'])
+        report = _evaluate(NeuralLocalizer(NeuralMap.load(maps_dir / 'compression.safetensors'),
+                                           decoder, 'cpu'),
+                           queries, label, size, neural.info['mapping_seconds'])
         points.append({'setting': label, 'map_bytes': size, 'kept_codes': neural.kept_codes,
                        'recall_5cm_5deg': report['recall']['0.05m_5deg'],
                        'recall_10cm_5deg': report['recall']['0.10m_5deg'],

@@ -46,13 +46,15 @@ from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.localizer import LocalizerOptions, NeuralLocalizer
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
+from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import collect_observations
 
 
-def map_bytes(neural) -> int:
-    """Size of the map file as written with the map's own code precision."""
+def through_file(neural) -> tuple:
+    """Return the map as a localizer loads it (codes at their stored precision) and its size."""
     with tempfile.TemporaryDirectory() as folder:
-        return neural.save(Path(folder) / 'map.safetensors')
+        size = neural.save(Path(folder) / 'map.safetensors')
+        return NeuralMap.load(Path(folder) / 'map.safetensors'), size
 
 
 def main(argv=None) -> int:
@@ -85,13 +87,14 @@ def main(argv=None) -> int:
         neural = build_neural_map(observations, decoder, features, replace(mapping, seed=seed),
                                   progress=False)
         mapping_seconds = time.monotonic() - mapping_started
-        report = summarize(evaluate_frames(NeuralLocalizer(neural, decoder, 'cpu'), queries,
+        loaded, size = through_file(neural)
+        report = summarize(evaluate_frames(NeuralLocalizer(loaded, decoder, 'cpu'), queries,
                                            progress=False), 'neural')
         rows.append({'seed': seed, 'recall': report['recall'],
                      'median_translation_m': report['median_translation_m'],
                      'median_rotation_deg': report['median_rotation_deg'],
                      'localized': report['localized'], 'queries': report['queries'],
-                     'map_bytes': map_bytes(neural),
+                     'map_bytes': size,
                      'codes_mapping_seconds': mapping_seconds,
                      'latency_ms_median': report['latency_ms']['median']})
         print(f'[{time.monotonic() - started:5.0f} s] seed {seed}: '
