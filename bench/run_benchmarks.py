@@ -129,10 +129,10 @@ def run_compression(observations, dataset, query_split, features, mapping, decod
                         finetune_iterations=300 if threshold else 0)
         neural = build_neural_map(observations, decoder, features, MappingConfig(**settings),
                                   progress=False)
-        size = neural.save(maps_dir / 'compression.safetensors')
-        report = _evaluate(NeuralLocalizer(NeuralMap.load(maps_dir / 'compression.safetensors'),
-                                           decoder, 'cpu'),
-                           queries, label, size, neural.info['mapping_seconds'])
+        path = maps_dir / 'compression.safetensors'
+        size = neural.save(path)
+        report = _evaluate(NeuralLocalizer(NeuralMap.load(path), decoder, 'cpu'), queries, label,
+                           size, neural.info['mapping_seconds'])
         points.append({'setting': label, 'map_bytes': size, 'kept_codes': neural.kept_codes,
                        'recall_5cm_5deg': report['recall']['0.05m_5deg'],
                        'recall_10cm_5deg': report['recall']['0.10m_5deg'],

@@ -65,7 +65,7 @@ class MappingConfig:
     importance_l1: float = 0.0        # L1 weight on code importances (enables pruning)
     prune_threshold: float = 0.0      # prune codes whose |weight| is below this (0: no pruning)
     finetune_iterations: int = 0
-    code_precision: str = 'int8'       # half of fp16; no systematic recall loss (bench)
+    code_precision: str = 'int8'       # half of fp16 at its recall; fp32 is a little better
     # Landmarks fitted to their keypoints' rays and depths instead of the depth mean: more
     # precise near the mapped views, less so from new ones (README), so off by default.
     refine_track_points: bool = False
