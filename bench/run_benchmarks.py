@@ -101,8 +101,8 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     log(f'{name}: maps built (baseline {baseline_bytes / 1e6:.1f} MB, '
         f'neural {neural_bytes / 1e6:.2f} MB in {neural_seconds:.0f} s)')
 
-    # Both are scored as loaded from their files, which is what a localizer gets (codes as
-    # stored, e.g. int8), not as they were in memory after mapping.
+    # Both are scored as loaded from their files: exactly what a localizer gets (a neural map
+    # already holds its codes at the stored precision, e.g. int8, so memory and file agree).
     reports = [
         _evaluate(FeatureMatchingLocalizer(FeatureMap.load(baseline_path)), queries, 'features',
                   baseline_bytes, round(baseline_seconds, 1)),

@@ -101,6 +101,7 @@ def _localizer_options(args):
     options = LocalizerOptions()
     overrides = {k: v for k, v in {'max_keypoints': getattr(args, 'max_keypoints', None),
                                    'top_voxels': getattr(args, 'top_voxels', None),
+                                   'voting_keypoints': getattr(args, 'voting_keypoints', None),
                                    'min_inliers': getattr(args, 'min_inliers', None)}.items()
                  if v is not None}
     return replace(options, **overrides)
@@ -253,6 +254,7 @@ def _add_bag_commands(commands) -> None:
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
     evaluate.add_argument('--top-voxels', type=int)
+    evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
     evaluate.set_defaults(handler=cmd_evaluate_bag)
 
@@ -378,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
     evaluate.add_argument('--top-voxels', type=int)
+    evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
     evaluate.add_argument('--quiet', action='store_true')
     evaluate.set_defaults(handler=cmd_evaluate)

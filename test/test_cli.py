@@ -28,7 +28,7 @@ import sys
 import pytest
 
 import neumap_ros
-from neumap_ros.cli import _load_yaml, build_parser, mapping_config
+from neumap_ros.cli import _load_yaml, _localizer_options, build_parser, mapping_config
 
 SCENE = '7scenes-redkitchen'
 MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
@@ -153,6 +153,19 @@ def test_build_map_settings_layer_defaults_config_and_flags():
     args = parser.parse_args(['build-map', 'data', '--out', 'm.safetensors',
                               '--refine-track-points'])
     assert mapping_config(args, {}).refine_track_points is True
+
+
+def test_evaluate_flags_override_only_the_localizer_settings_given():
+    """--top-voxels/--voting-keypoints reach LocalizerOptions; the rest keep defaults."""
+    from neumap_ros.core.localizer import LocalizerOptions
+    parser = build_parser()
+    args = parser.parse_args(['evaluate', 'm.safetensors', 'data', '--voting-keypoints', '512',
+                              '--top-voxels', '32'])
+    options = _localizer_options(args)
+    assert (options.voting_keypoints, options.top_voxels) == (512, 32)
+    assert options.min_inliers == LocalizerOptions().min_inliers
+    assert _localizer_options(parser.parse_args(['evaluate', 'm.safetensors', 'data'])) == \
+        LocalizerOptions()
 
 
 @pytest.mark.parametrize('preset, expected', [

@@ -123,3 +123,16 @@ def test_launch_parameters_reach_a_real_node(ros_domain, tmp_path):
         node.destroy_node()
     finally:
         context.try_shutdown()
+
+
+def test_localizer_parameter_checks_name_the_bad_value():
+    """Defaults pass the per-value checks; a bad value gets a reason that names it."""
+    from neumap_ros.ros.localizer_node import PARAMETERS, value_problem
+    for name, (default, _) in PARAMETERS.items():
+        assert value_problem(name, default) is None, name
+    assert value_problem('voting_keypoints', 0) == 'voting_keypoints must be > 0, got 0'
+    assert value_problem('max_keypoints', -5) == 'max_keypoints must be >= 0, got -5'
+    assert 'must be one of' in value_problem('tf_mode', 'sideways')
+    assert value_problem('prior_angle', 200.0) == 'prior_angle must be in [0, 180] degrees'
+    assert value_problem('prior_radius', 2) is None          # an integer for a float is fine
+    assert 'must be a str' in value_problem('map_path', 3)

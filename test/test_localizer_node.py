@@ -100,6 +100,7 @@ def test_lifecycle_transitions(ros_context, ros_process, feature_map, tmp_path):
     assert set_parameters(ros, NODE, {'map_path': str(corrupt)})[0].successful
     assert not change_state(ros, NODE, Transition.TRANSITION_CONFIGURE)
     assert not set_parameters(ros, NODE, {'tf_mode': 'sideways'})[0].successful
+    assert not set_parameters(ros, NODE, {'voting_keypoints': 0})[0].successful
     node.assert_running()
 
     assert set_parameters(ros, NODE, {'map_path': str(feature_map)})[0].successful

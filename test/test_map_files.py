@@ -39,7 +39,7 @@ from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.localizer import load_localizer, map_method
 from neumap_ros.core.map_io import MapFormatError, METADATA_KEY, read_tensor_file, \
     write_tensor_file
-from neumap_ros.core.neural_map import NeuralMap
+from neumap_ros.core.neural_map import as_stored, NeuralMap
 from neumap_ros.core.retrieval import Vocabulary
 from neumap_ros.core.voxels import VoxelGrid
 
@@ -219,6 +219,19 @@ def test_lower_precision_and_pruning_shrink_the_file(tmp_path):
     assert full_size - pruned_size >= removed * per_slot
     stored, _ = raw_contents(tmp_path / 'pruned.safetensors')
     assert stored['codes'].shape == (int(pruned.sum()), DECODER.layers, DECODER.code_dim)
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'fp16', 'int8'])
+def test_as_stored_gives_exactly_what_the_file_gives_back(tmp_path, precision):
+    """as_stored() rounds codes as save + load do, and rounding twice changes nothing."""
+    original = make_neural_map(precision)
+    original.save(tmp_path / 'map.safetensors')
+    loaded = NeuralMap.load(tmp_path / 'map.safetensors')
+    rounded = as_stored(original.codes, original.code_mask, precision)
+    np.testing.assert_array_equal(rounded, loaded.codes)
+    np.testing.assert_array_equal(as_stored(rounded, original.code_mask, precision), rounded)
+    if precision != 'fp32':
+        assert not np.array_equal(rounded, original.codes)
 
 
 def test_unknown_code_precision_is_refused_when_saving(tmp_path):

@@ -35,7 +35,7 @@ import torch
 from neumap_ros.core.decoder import decoder_hash, NeuMapDecoder
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.map_io import atomic_write_bytes
-from neumap_ros.core.neural_map import NeuralMap
+from neumap_ros.core.neural_map import as_stored, CODE_PRECISIONS, NeuralMap
 from neumap_ros.core.observations import Observations
 from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.retrieval import document_histograms, train_vocabulary
@@ -195,6 +195,9 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     decoder = decoder.to('cpu').eval().requires_grad_(False)
+    if config.code_precision not in CODE_PRECISIONS:
+        raise ValueError(f'code precision must be one of {CODE_PRECISIONS}, '
+                         f'got {config.code_precision!r}')
     if observations.feature_kind != feature_config.kind:
         raise ValueError('observations and feature settings disagree on the feature kind')
     valid = observations.valid
@@ -260,7 +263,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         on_progress('finetune' if config.finetune_iterations else 'codes', 1.0)
 
     final_codes, final_weights, final_positions = codes.all_codes()
-    final_codes[~codes.mask.numpy()] = 0.0
+    final_codes = as_stored(final_codes, codes.mask.numpy(), config.code_precision)
     vocabulary, histograms = _retrieval_index(samples, config)
     details = dict(info or {})
     details.update({'mapping_config': config.to_dict(),

@@ -35,6 +35,38 @@ FORMAT_VERSION = 1
 CODE_PRECISIONS = ('fp32', 'fp16', 'int8')
 
 
+def _stored_codes(packed: np.ndarray, precision: str) -> dict:
+    """Return the tensors kept codes (M, L, C) are written as (int8: one fp16 scale per code)."""
+    if precision == 'int8':
+        scale = np.maximum(np.abs(packed).max(axis=2, keepdims=True), 1e-8) / 127.0
+        return {'codes': np.clip(np.rint(packed / scale), -127, 127).astype(np.int8),
+                'code_scales': scale[..., 0].astype(np.float16)}
+    return {'codes': packed.astype(np.float16 if precision == 'fp16' else np.float32)}
+
+
+def _codes_from_stored(codes: np.ndarray, scales=None) -> np.ndarray:
+    """Inverse of :func:`_stored_codes`: float32 codes (M, L, C)."""
+    codes = codes.astype(np.float32)
+    if scales is not None:
+        codes *= scales.astype(np.float32)[..., None]
+    return codes
+
+
+def as_stored(codes: np.ndarray, code_mask: np.ndarray, precision: str) -> np.ndarray:
+    """
+    Return codes (V, K, L, C) as a file of ``precision`` gives them back.
+
+    Mapping hands these to its caller, so a map scores the same in memory as loaded from its
+    file (int8 and fp16 rounding moves a few borderline queries).
+    """
+    if precision not in CODE_PRECISIONS:
+        raise ValueError(f'code precision must be one of {CODE_PRECISIONS}')
+    stored = _stored_codes(codes[code_mask], precision)
+    rounded = np.zeros_like(codes, dtype=np.float32)
+    rounded[code_mask] = _codes_from_stored(stored['codes'], stored.get('code_scales'))
+    return rounded
+
+
 @dataclass
 class NeuralMap:
     """Codes of every voxel plus what localization needs around them."""
@@ -73,13 +105,7 @@ class NeuralMap:
             'vocabulary_idf': self.vocabulary.idf.astype(np.float32),
             'voxel_histograms': self.voxel_histograms.astype(np.float16),
         }
-        if self.code_precision == 'int8':
-            scale = np.maximum(np.abs(packed).max(axis=2, keepdims=True), 1e-8) / 127.0
-            tensors['codes'] = np.clip(np.rint(packed / scale), -127, 127).astype(np.int8)
-            tensors['code_scales'] = scale[..., 0].astype(np.float16)
-        else:
-            tensors['codes'] = packed.astype(np.float16 if self.code_precision == 'fp16'
-                                             else np.float32)
+        tensors.update(_stored_codes(packed, self.code_precision))
         metadata = {
             'kind': MAP_KIND, 'format_version': FORMAT_VERSION,
             'method': 'neural',
@@ -128,10 +154,10 @@ class NeuralMap:
             raise MapFormatError(f'{path}: a voxel has no codes left')
         stored_dtype = {'fp32': np.float32, 'fp16': np.float16, 'int8': np.int8}[precision]
         packed = require(tensors, 'codes', (kept, layers, code_dim), [stored_dtype], path)
-        packed = packed.astype(np.float32)
+        scales = None
         if precision == 'int8':
             scales = require(tensors, 'code_scales', (kept, layers), [np.float16], path)
-            packed *= scales.astype(np.float32)[..., None]
+        packed = _codes_from_stored(packed, scales)
         weights_packed = require(tensors, 'code_weights', (kept, layers), [np.float16], path)
         positions_packed = require(tensors, 'code_positions', (kept, 3), [np.float16], path)
         words = require(tensors, 'vocabulary', (None, decoder_config.descriptor_dim),

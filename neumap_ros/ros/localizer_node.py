@@ -95,6 +95,7 @@ PARAMETERS = {
     'max_image_side': (-1, 'detect keypoints on images downscaled to this side in pixels '
                            '(0: full resolution, -1: as the map was built)'),
     'top_voxels': (24, 'neural maps: voxels decoded per image'),
+    'voting_keypoints': (256, 'neural maps: strongest keypoints that vote for those voxels'),
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
     'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),
@@ -155,31 +156,51 @@ class _Config:
             raise AttributeError(name)
 
 
+NON_NEGATIVE = ('max_keypoints', 'max_rate_hz', 'max_image_age', 'sync_tolerance',
+                'transform_tolerance', 'tf_republish_rate', 'tf_lookup_timeout',
+                'max_position_std', 'min_inlier_ratio', 'max_latency_ms')
+POSITIVE = ('top_voxels', 'voting_keypoints', 'min_inliers', 'image_queue_depth',
+            'prior_radius', 'tf_cache_time', 'diagnostics_period', 'stats_window',
+            'map_cloud_max_points', 'lost_after_failures', 'relocalize_after_failures',
+            'prior_timeout')
+
+
+def value_problem(name: str, value) -> Optional[str]:
+    """Say what is wrong with one parameter value on its own (None: nothing)."""
+    choices = {'device': DEVICES, 'tf_mode': TF_MODES, 'image_qos': IMAGE_QOS,
+               'image_transport': TRANSPORTS}
+    if name in PARAMETERS:
+        default = PARAMETERS[name][0]
+        numeric = isinstance(default, float) and isinstance(value, int) and \
+            not isinstance(value, bool)
+        if type(value) is not type(default) and not numeric:
+            return f'parameter {name} must be a {type(default).__name__}, got {value!r}'
+    if name in choices and value not in choices[name]:
+        return f'{name} must be one of {choices[name]}'
+    if name in NON_NEGATIVE and value < 0:
+        return f'{name} must be >= 0, got {value}'
+    if name in POSITIVE and value <= 0:
+        return f'{name} must be > 0, got {value}'
+    if name == 'max_image_side' and value < -1:
+        return 'max_image_side must be >= -1'
+    if name == 'prior_angle' and not 0 <= value <= 180:
+        return 'prior_angle must be in [0, 180] degrees'
+    return None
+
+
 def _check_config(values: dict) -> None:
     def need(condition, message):
         if not condition:
             raise ConfigError(message)
 
+    for name, value in values.items():
+        problem = value_problem(name, value)
+        need(problem is None, problem)
     need(values['map_path'], 'map_path is empty: set it to a map file (.safetensors)')
-    need(values['device'] in DEVICES, f'device must be one of {DEVICES}')
-    need(values['tf_mode'] in TF_MODES, f'tf_mode must be one of {TF_MODES}')
-    need(values['image_qos'] in IMAGE_QOS, f'image_qos must be one of {IMAGE_QOS}')
-    need(values['image_transport'] in TRANSPORTS,
-         f'image_transport must be one of {TRANSPORTS}')
     need(values['map_frame'], 'map_frame is empty')
     need(values['tf_mode'] != 'odom' or values['odom_frame'],
          'tf_mode odom needs an odom_frame')
     need(values['tf_mode'] != 'base' or values['base_frame'], 'tf_mode base needs a base_frame')
-    for name in ('max_keypoints', 'max_rate_hz', 'max_image_age', 'sync_tolerance',
-                 'transform_tolerance', 'tf_republish_rate', 'tf_lookup_timeout',
-                 'max_position_std', 'min_inlier_ratio', 'max_latency_ms'):
-        need(values[name] >= 0, f'{name} must be >= 0, got {values[name]}')
-    need(values['max_image_side'] >= -1, 'max_image_side must be >= -1')
-    need(0 <= values['prior_angle'] <= 180, 'prior_angle must be in [0, 180] degrees')
-    for name in ('top_voxels', 'min_inliers', 'image_queue_depth', 'prior_radius',
-                 'tf_cache_time', 'diagnostics_period', 'stats_window', 'map_cloud_max_points',
-                 'lost_after_failures', 'relocalize_after_failures', 'prior_timeout'):
-        need(values[name] > 0, f'{name} must be > 0, got {values[name]}')
 
 
 def image_qos_profile(name: str, depth: int) -> QoSProfile:
@@ -266,17 +287,13 @@ class LocalizerNode(LifecycleNode):
     # --- parameters -------------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        # Immediate feedback for `ros2 param set`; the values take effect on configure
-        # (map_path: on ~/load_map).
-        choices = {'device': DEVICES, 'tf_mode': TF_MODES, 'image_qos': IMAGE_QOS,
-                   'image_transport': TRANSPORTS}
+        # Immediate feedback for `ros2 param set` on values that are wrong on their own; the
+        # values take effect on configure (map_path: on ~/load_map), which also checks how
+        # they combine.
         for parameter in parameters:
-            if parameter.name in choices and parameter.value not in choices[parameter.name]:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f'{parameter.name} must be one of {choices[parameter.name]}')
-            if parameter.name == 'map_path' and not isinstance(parameter.value, str):
-                return SetParametersResult(successful=False, reason='map_path must be a string')
+            problem = value_problem(parameter.name, parameter.value)
+            if problem is not None:
+                return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
     def _read_config(self) -> _Config:
@@ -298,6 +315,7 @@ class LocalizerNode(LifecycleNode):
         c = self._config
         return LocalizerOptions(max_keypoints=c.max_keypoints, max_image_side=c.max_image_side,
                                 top_voxels=c.top_voxels,
+                                voting_keypoints=c.voting_keypoints,
                                 min_inliers=c.min_inliers, min_inlier_ratio=c.min_inlier_ratio,
                                 max_position_std_m=c.max_position_std,
                                 prior_radius_m=c.prior_radius, prior_angle_deg=c.prior_angle,
