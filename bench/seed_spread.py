@@ -35,6 +35,8 @@ import tempfile
 import time
 
 import numpy as np
+# This folder's benchmark script: the kitchen's query settings live there.
+from run_benchmarks import KITCHEN_QUERY_SIDE
 import torch
 
 from neumap_ros.cli import _apply, _load_yaml
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
                         help='map with landmarks fitted to their rays and depths')
     parser.add_argument('--config', help='mapping preset (its "mapping:" section), e.g. '
                         'config/mapping_precise.yaml')
+    parser.add_argument('--query-side', type=int, default=KITCHEN_QUERY_SIDE,
+                        help='detect query keypoints at this image side (-1: as the map)')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
     args = parser.parse_args(argv)
     # The preset goes through the same checked settings layer as `neumap build-map --config`.
@@ -77,6 +81,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     dataset = open_dataset(require_shared_data('7scenes-redkitchen'))
     features = FeatureConfig()
+    options = replace(LocalizerOptions(), max_image_side=args.query_side)
     decoder, decoder_meta = load_decoder()
     observations = collect_observations(dataset, dataset.split(f'{args.split}-map'), features,
                                         progress=False)
@@ -88,8 +93,8 @@ def main(argv=None) -> int:
                                   progress=False)
         mapping_seconds = time.monotonic() - mapping_started
         loaded, size = through_file(neural)
-        report = summarize(evaluate_frames(NeuralLocalizer(loaded, decoder, 'cpu'), queries,
-                                           progress=False), 'neural')
+        report = summarize(evaluate_frames(NeuralLocalizer(loaded, decoder, 'cpu', options),
+                                           queries, progress=False), 'neural')
         rows.append({'seed': seed, 'recall': report['recall'],
                      'median_translation_m': report['median_translation_m'],
                      'median_rotation_deg': report['median_rotation_deg'],
@@ -111,7 +116,7 @@ def main(argv=None) -> int:
     result = {'scene': f'redkitchen-{args.split}', 'decoder': decoder_meta.get('hash'),
               # Each row's seed replaces the one here.
               'mapping': {k: v for k, v in mapping.to_dict().items() if k != 'seed'},
-              'features': features.to_dict(), 'localizer': asdict(LocalizerOptions()),
+              'features': features.to_dict(), 'localizer': asdict(options),
               'seeds': rows}
     name = 'seed_spread' + ('' if args.split == 'interleaved' else f'_{args.split}') + \
         ('_refined' if args.refine_track_points else '') + \

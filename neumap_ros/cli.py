@@ -62,6 +62,10 @@ def _feature_config(args, base=None):
         overrides['kind'] = args.features
     if getattr(args, 'max_keypoints', None):
         overrides['max_keypoints'] = args.max_keypoints
+    if getattr(args, 'max_image_side', None) is not None:
+        if args.max_image_side < 0:
+            raise UsageError(f'--max-image-side must be >= 0, got {args.max_image_side}')
+        overrides['max_image_side'] = args.max_image_side
     return replace(config, **overrides)
 
 
@@ -356,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument('--config', help='YAML with "mapping:" and "features:" sections')
     build.add_argument('--features', choices=('sift', 'orb'))
     build.add_argument('--max-keypoints', type=int)
+    build.add_argument('--max-image-side', type=int,
+                       help='detect keypoints on images downscaled to this longer side in '
+                            'pixels (0: full resolution); stored in the map, queries follow it')
     build.add_argument('--voxel-size', type=float)
     build.add_argument('--iterations', type=int)
     build.add_argument('--time-budget', type=float, help='seconds of code optimisation')

@@ -68,6 +68,15 @@ def test_unknown_dataset_layout_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / 'map.safetensors').exists()
 
 
+def test_negative_image_side_exits_2(tmp_path, shared_data_dir):
+    """--max-image-side -1 is refused before any work, in one line naming the flag."""
+    result = neumap('build-map', shared_data_dir / SCENE, '--out', tmp_path / 'm.safetensors',
+                    '--max-image-side', -1, '--quiet', cwd=tmp_path)
+    assert result.returncode == 2
+    assert '--max-image-side must be >= 0' in error_line(result)
+    assert not (tmp_path / 'm.safetensors').exists()
+
+
 def test_missing_map_file_exits_2(tmp_path, shared_data_dir):
     """Evaluate with a map that does not exist: exit 2, one line naming the file."""
     missing = tmp_path / 'missing.safetensors'
@@ -87,7 +96,8 @@ def built_map(tmp_path_factory, shared_data_dir):
     split.write_text('\n'.join(MAP_FRAMES) + '\n')
     map_path = folder / 'kitchen.safetensors'
     result = neumap('build-map', shared_data_dir / SCENE, '--split', split, '--out', map_path,
-                    '--method', 'features', '--max-keypoints', 600, '--quiet', cwd=folder)
+                    '--method', 'features', '--max-keypoints', 600, '--max-image-side', 480,
+                    '--quiet', cwd=folder)
     return folder, map_path, result
 
 
@@ -109,6 +119,7 @@ def test_info_describes_the_map(built_map):
     assert info['bytes'] == map_path.stat().st_size
     assert info['frames'] == 20 and info['points'] > 5000
     assert info['features']['kind'] == 'sift' and info['features']['max_keypoints'] == 600
+    assert info['features']['max_image_side'] == 480
     assert info['info']['dataset'] == SCENE and info['info']['mapping_frames'] == 20
 
 
