@@ -303,11 +303,8 @@ class LocalizerNode(LifecycleNode):
             if isinstance(default, float) and isinstance(value, int) and \
                     not isinstance(value, bool):
                 value = float(value)
-            if type(value) is not type(default):
-                raise ConfigError(f'parameter {name} must be a {type(default).__name__}, got '
-                                  f'{value!r}')
             values[name] = value
-        _check_config(values)
+        _check_config(values)  # types too (value_problem)
         return _Config(values)
 
     def _localizer_options(self):
