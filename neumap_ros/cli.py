@@ -272,7 +272,7 @@ def cmd_train(args) -> int:
     from torch import distributed as dist
 
     from neumap_ros.core.decoder_weights import save_decoder, write_model_card
-    from neumap_ros.core.features import FeatureConfig
+    from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
     from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
     from neumap_ros.core.pretraining import pretrain, PretrainConfig
     settings = _load_yaml(args.config)
@@ -287,6 +287,10 @@ def cmd_train(args) -> int:
     training = replace(training, **overrides)
     if args.scenes is not None:
         data = replace(data, synthetic_scenes=args.scenes)
+    mismatch = descriptor_mismatch(features.kind, training.decoder.descriptor_dim)
+    if mismatch:  # before an hour of rendering, not after
+        raise UsageError(f'{args.config}: {mismatch}; set training.decoder.descriptor_dim to '
+                         f'match features.kind')
     # Checked before any process group exists, so a misfit never leaves one behind.
     initial = None
     if args.init:

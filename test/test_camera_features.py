@@ -238,7 +238,8 @@ def test_descriptor_vectors_are_unit_length_with_meaningful_dot_products():
     np.testing.assert_allclose(vectors[0] @ vectors[1], np.sqrt(p[0] * p[1]).sum(), rtol=1e-5)
     orb = rng.integers(0, 256, (50, 32), dtype=np.uint8)
     bits = descriptor_vectors(orb, 'orb')
-    assert bits.shape == (50, 256)
+    # float32 like SIFT's: the decoder and the code optimiser mix the two without casts.
+    assert bits.shape == (50, 256) and bits.dtype == vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(bits, axis=1), 1.0, rtol=1e-5)
     hamming = np.unpackbits(orb[0] ^ orb[1]).sum()
     assert bits[0] @ bits[1] == pytest.approx(1.0 - 2.0 * hamming / 256.0, abs=1e-6)

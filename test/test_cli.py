@@ -77,6 +77,17 @@ def test_negative_image_side_exits_2(tmp_path, shared_data_dir):
     assert not (tmp_path / 'm.safetensors').exists()
 
 
+def test_orb_neural_map_with_the_sift_decoder_exits_2(tmp_path, shared_data_dir):
+    """The shipped decoder reads SIFT: --features orb is refused before any keypoint work."""
+    result = neumap('build-map', shared_data_dir / SCENE, '--split', 'interleaved-map',
+                    '--out', tmp_path / 'm.safetensors', '--features', 'orb', '--quiet',
+                    cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "'orb' keypoints do not fit a decoder of 128-d" in line and '--method features' in line
+    assert not (tmp_path / 'm.safetensors').exists()
+
+
 def test_missing_map_file_exits_2(tmp_path, shared_data_dir):
     """Evaluate with a map that does not exist: exit 2, one line naming the file."""
     missing = tmp_path / 'missing.safetensors'

@@ -14,6 +14,8 @@
 
 """Codes-only mapping mechanics: frozen decoder, falling loss, pruning, precision, identity."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -114,6 +116,25 @@ def test_unknown_code_precision_fails_before_optimising(scene, decoder):
         build_neural_map(scene, decoder, FEATURES,
                          MappingConfig(**dict(SETTINGS, code_precision='fp8',
                                               iterations=10 ** 9)), progress=False)
+
+
+def test_orb_keypoints_need_a_decoder_of_orb_descriptors(decoder, tmp_path):
+    """ORB maps: refused up front by a SIFT decoder; built, saved and run with an ORB one."""
+    orb = FeatureConfig(kind='orb', max_keypoints=400)
+    data = TrainingData(frames_per_scene=12, width=320, height=240)
+    observations = synthetic_observations(21, 'indoor', data, orb)
+    settings = MappingConfig(**dict(SETTINGS, iterations=10 ** 9, time_budget_s=2.0))
+    with pytest.raises(ValueError, match="'orb' keypoints do not fit a decoder of 128-d"):
+        build_neural_map(observations, decoder, orb, settings, progress=False)
+    torch.manual_seed(0)
+    orb_decoder = NeuMapDecoder(replace(DECODER, descriptor_dim=256)).eval()
+    neural = build_neural_map(observations, orb_decoder, orb, settings, progress=False)
+    neural.save(tmp_path / 'orb.safetensors')
+    localizer = NeuralLocalizer(NeuralMap.load(tmp_path / 'orb.safetensors'), orb_decoder,
+                                'cpu')
+    frame = next(iter_scene_frames(21, 1, 320, 240, kind='indoor'))
+    result = localizer.localize(frame.color, default_camera(320, 240))
+    assert result.num_keypoints > 100 and result.timings_ms['decode'] > 0
 
 
 def test_a_map_refuses_another_decoder(scene, decoder):

@@ -142,3 +142,19 @@ def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):
         capture_output=True, text=True, timeout=240)
     assert result.returncode == 2 and 'architecture' in result.stderr, result.stderr
     assert not (tmp_path / 'bad.safetensors').exists()
+
+
+def test_train_refuses_keypoints_the_decoder_cannot_read(tmp_path):
+    """ORB keypoints with a 128-d decoder: exit 2 at once, before any scene is rendered."""
+    config = tmp_path / 'orb.yaml'
+    orb = {'kind': 'orb', 'max_keypoints': 400}
+    config.write_text(yaml.safe_dump(dict(TINY, features=orb)))
+    cache = tmp_path / 'cache'
+    result = subprocess.run(
+        [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(config),
+         '--cache', str(cache), '--out', str(tmp_path / 'orb.safetensors'), '--quiet'],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 2, result.stderr
+    assert "'orb' keypoints do not fit a decoder of 128-d" in result.stderr
+    assert 'descriptor_dim' in result.stderr
+    assert not cache.exists() and not (tmp_path / 'orb.safetensors').exists()

@@ -105,7 +105,8 @@ def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
           if info.get('initialised_from') else []),
         '', f'Training settings: `{json.dumps(training)}`', '',
         '## Intended use and limits', '',
-        'Scene-agnostic decoder for codes-only NeuMap mapping of new scenes with SIFT '
-        'keypoints (the feature kind above). Maps built with it record its hash and are '
-        'refused by any other decoder.', '']
+        'Scene-agnostic decoder for codes-only NeuMap mapping of new scenes with '
+        f'{str(info.get("features", {}).get("kind", "sift")).upper()} keypoints (the feature '
+        'kind above). Maps built with it record its hash and are refused by any other '
+        'decoder.', '']
     atomic_write_bytes(path, '\n'.join(lines).encode())

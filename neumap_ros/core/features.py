@@ -176,6 +176,15 @@ EXTRACTORS = {'sift': SiftExtractor, 'orb': OrbExtractor}
 DESCRIPTOR_DIMS = {'sift': 128, 'orb': 256}
 
 
+def descriptor_mismatch(kind: str, descriptor_dim: int) -> str:
+    """Return why ``kind`` keypoints cannot feed a ``descriptor_dim``-d decoder ('' if fit)."""
+    if DESCRIPTOR_DIMS.get(kind) == descriptor_dim:
+        return ''
+    fitting = sorted(k for k, dim in DESCRIPTOR_DIMS.items() if dim == descriptor_dim)
+    return (f'{kind!r} keypoints do not fit a decoder of {descriptor_dim}-d descriptors '
+            f'(it reads {" or ".join(map(repr, fitting)) or "no known"} keypoints)')
+
+
 def create_extractor(config: FeatureConfig) -> FeatureExtractor:
     """Instantiate the extractor named by ``config.kind``."""
     try:
@@ -196,5 +205,6 @@ def descriptor_vectors(descriptors: np.ndarray, kind: str) -> np.ndarray:
         return np.sqrt(d)
     if kind == 'orb':
         bits = np.unpackbits(descriptors, axis=1).astype(np.float32)
-        return (bits * 2.0 - 1.0) / np.sqrt(bits.shape[1])
+        # A float32 divisor: a NumPy float64 scalar would promote the vectors to float64.
+        return (bits * 2.0 - 1.0) / np.float32(np.sqrt(bits.shape[1]))
     raise ValueError(f'unknown feature kind {kind!r}')

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from neumap_ros.core.decoder import decoder_hash, NeuMapDecoder
-from neumap_ros.core.features import FeatureConfig
+from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.neural_map import as_stored, CODE_PRECISIONS, NeuralMap
 from neumap_ros.core.observations import Observations
@@ -172,6 +172,15 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
     return step
 
 
+def require_decoder_fits(decoder: NeuMapDecoder, feature_kind: str) -> None:
+    """Raise ValueError, saying what to do, when the decoder cannot read these keypoints."""
+    mismatch = descriptor_mismatch(feature_kind, decoder.config.descriptor_dim)
+    if mismatch:
+        raise ValueError(f'decoder {decoder_hash(decoder)[:12]}: {mismatch}; pass a decoder '
+                         f'trained on {feature_kind!r} keypoints (--weights, trained with '
+                         f'`neumap train`) or map with --method features')
+
+
 def mapping_grid(observations: Observations, config: MappingConfig) -> VoxelGrid:
     """Return the voxels a map of these observations gets: those its 3D points support."""
     valid = observations.valid
@@ -200,6 +209,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                          f'got {config.code_precision!r}')
     if observations.feature_kind != feature_config.kind:
         raise ValueError('observations and feature settings disagree on the feature kind')
+    require_decoder_fits(decoder, feature_config.kind)
     valid = observations.valid
     if valid.sum() < config.min_points_per_voxel:
         raise ValueError(f'only {int(valid.sum())} keypoints have 3D points: too few to map')

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neumap_ros.core.decoder import DecoderConfig
-from neumap_ros.core.features import DESCRIPTOR_DIMS, FeatureConfig
+from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
 from neumap_ros.core.map_io import MapFormatError, read_tensor_file, require, \
     write_tensor_file
 from neumap_ros.core.retrieval import Vocabulary
@@ -135,9 +135,9 @@ class NeuralMap:
             decoder_hash = str(meta['decoder']['hash'])
         except (KeyError, TypeError, ValueError) as error:
             raise MapFormatError(f'{path}: incomplete map metadata ({error})')
-        if DESCRIPTOR_DIMS.get(feature_config.kind) != decoder_config.descriptor_dim:
-            raise MapFormatError(f'{path}: {feature_config.kind!r} keypoints do not fit a decoder '
-                                 f'of {decoder_config.descriptor_dim}-d descriptors')
+        mismatch = descriptor_mismatch(feature_config.kind, decoder_config.descriptor_dim)
+        if mismatch:
+            raise MapFormatError(f'{path}: {mismatch}')
         if precision not in CODE_PRECISIONS or voxels <= 0 or per_voxel <= 0 or \
                 not np.isfinite(voxel_size) or voxel_size <= 0 or not np.all(np.isfinite(origin)):
             raise MapFormatError(f'{path}: invalid grid or precision in metadata')
