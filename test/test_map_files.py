@@ -154,8 +154,12 @@ def test_feature_map_round_trip(tmp_path):
     """Descriptors, points and frame ids come back exactly; fp16 parts within fp16 precision."""
     original = make_feature_map()
     path = tmp_path / 'map.safetensors'
+    umask = os.umask(0o022)
+    os.umask(umask)
     size = original.save(path)
     assert size == path.stat().st_size
+    # Readable as the umask allows, not the 0600 of the temporary file it was renamed from.
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     loaded = FeatureMap.load(path)
     assert loaded.feature_config == original.feature_config
     np.testing.assert_array_equal(loaded.frame_index, original.frame_index)

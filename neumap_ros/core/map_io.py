@@ -38,12 +38,21 @@ class MapFormatError(ValueError):
     """Raised for files that are not valid maps/weights of the expected kind and version."""
 
 
+# The process umask, read once at import (reading it means setting it, which is not
+# thread-safe later): written files get the permissions open() would give them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        # mkstemp creates 0600 files: a map built by one user must stay readable by the
+        # robot's service user, as any file that user's umask allows.
+        os.fchmod(handle, 0o666 & ~_UMASK)
         with os.fdopen(handle, 'wb') as stream:
             stream.write(data)
             stream.flush()
