@@ -19,6 +19,7 @@ Run with ``make bench`` (or ``python bench/run_benchmarks.py --help``). For ever
 split it builds the feature-matching baseline and the neural map (shipped decoder, codes
 only), evaluates both on the query split in the same run on the same machine, prints a table
 and writes ``bench/results/results.json`` (each report names its localizer settings).
+``--features orb`` runs both methods on ORB keypoints instead (``results_orb.json``).
 ``--compression`` adds the map-size/recall curve on the 7-Scenes kitchen (landmarks per voxel x
 code precision x pruning): ``compression.json`` and a plot. Speed and size targets live here,
 not in the tests.
@@ -99,7 +100,8 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     started = time.monotonic()
     baseline = build_feature_map(observations, features)
     baseline_seconds = feature_seconds + time.monotonic() - started
-    baseline_path = maps_dir / f'{name}-features.safetensors'
+    kind = '' if features.kind == 'sift' else f'-{features.kind}'
+    baseline_path = maps_dir / f'{name}{kind}-features.safetensors'
     baseline_bytes = baseline.save(baseline_path)
 
     started = time.monotonic()
@@ -107,7 +109,7 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
                               MappingConfig(**dict(mapping, voxel_size=voxel_size)),
                               progress=False)
     neural_seconds = feature_seconds + time.monotonic() - started
-    neural_path = maps_dir / f'{name}-neural.safetensors'
+    neural_path = maps_dir / f'{name}{kind}-neural.safetensors'
     neural_bytes = neural.save(neural_path)
     log(f'{name}: maps built (baseline {baseline_bytes / 1e6:.1f} MB, '
         f'neural {neural_bytes / 1e6:.2f} MB in {neural_seconds:.0f} s)')
@@ -194,7 +196,10 @@ def main(argv=None) -> int:
     parser.add_argument('--maps', default=str(Path(__file__).resolve().parents[1] / 'build'
                                               / 'bench_maps'),
                         help='where the built maps go (kept out of the results folder)')
-    parser.add_argument('--weights', help='decoder weights (default: the shipped decoder)')
+    parser.add_argument('--weights', help='decoder weights (default: the decoder shipped for '
+                        'the keypoint kind)')
+    parser.add_argument('--features', choices=('sift', 'orb'), default='sift',
+                        help='keypoints of both methods; orb writes results_orb.json')
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out_dir = Path(args.out)
@@ -206,8 +211,9 @@ def main(argv=None) -> int:
     def log(message):
         print(f'[{time.monotonic() - started:6.0f} s] {message}', flush=True)
 
-    decoder, decoder_meta = load_decoder(args.weights)
-    features = FeatureConfig()
+    features = FeatureConfig(kind=args.features)
+    decoder, decoder_meta = load_decoder(args.weights, feature_kind=features.kind)
+    suffix = '' if features.kind == 'sift' else f'_{features.kind}'
     mapping = {'iterations': args.iterations}
     results = {'machine': {'platform': platform.platform(), 'cpus': os.cpu_count(),
                            'torch_threads': torch.get_num_threads(),
@@ -228,6 +234,8 @@ def main(argv=None) -> int:
         print(format_table(reports), flush=True)
 
     if args.compression:
+        if suffix:
+            parser.error('--compression is defined for the default (SIFT) keypoints')
         if kitchen_observations is None:
             parser.error('--compression needs the redkitchen-interleaved scene')
         kitchen = open_dataset(require_shared_data('7scenes-redkitchen'))
@@ -247,9 +255,9 @@ def main(argv=None) -> int:
         print(f"  {point['setting']:<24} {point['map_bytes'] / 1e6:7.2f} MB  "
               f"{point['recall_5cm_5deg'] * 100:5.1f} % @5cm/5deg  "
               f"{point['recall_10cm_5deg'] * 100:5.1f} % @10cm/5deg")
-    atomic_write_bytes(out_dir / 'results.json',
+    atomic_write_bytes(out_dir / f'results{suffix}.json',
                        json.dumps(json_safe(results), indent=1).encode())
-    log(f'wrote {out_dir / "results.json"}')
+    log(f'wrote {out_dir / f"results{suffix}.json"}')
     return 0
 
 

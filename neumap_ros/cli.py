@@ -330,8 +330,12 @@ def cmd_train(args) -> int:
             if initial is not None:
                 info['initialised_from'] = initial_meta.get('hash')
             digest = save_decoder(args.out, decoder, info)
-            write_model_card(Path(args.out).with_name('MODEL_CARD.md'), Path(args.out).name,
-                             digest, info)
+            card = Path(args.model_card or Path(args.out).with_name('MODEL_CARD.md'))
+            recipe = ' '.join(['neumap train', *(['--config', args.config] if args.config
+                                                 else []), '--out', args.out,
+                               *(['--model-card', args.model_card] if args.model_card
+                                 else [])])
+            write_model_card(card, Path(args.out).name, digest, info, recipe)
             if args.history:
                 Path(args.history).write_text(json.dumps(history))
             print(f'wrote {args.out} (decoder {digest[:12]}) after '
@@ -403,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--cache', default='build/pretrain_cache',
                        help='folder for rendered/extracted training scenes')
     train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
+    train.add_argument('--model-card', help='Markdown model card to write (default: '
+                       'MODEL_CARD.md next to --out)')
     train.add_argument('--init', help='decoder weights to start from (fine-tuning); the '
                        'architecture must match the config')
     train.add_argument('--iterations', type=int)

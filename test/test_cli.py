@@ -29,6 +29,7 @@ import pytest
 
 import neumap_ros
 from neumap_ros.cli import _load_yaml, _localizer_options, build_parser, mapping_config
+from neumap_ros.core.decoder_weights import SHIPPED_WEIGHTS
 
 SCENE = '7scenes-redkitchen'
 MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
@@ -78,10 +79,10 @@ def test_negative_image_side_exits_2(tmp_path, shared_data_dir):
 
 
 def test_orb_neural_map_with_the_sift_decoder_exits_2(tmp_path, shared_data_dir):
-    """The shipped decoder reads SIFT: --features orb is refused before any keypoint work."""
+    """A SIFT decoder cannot read ORB keypoints: refused before any keypoint work."""
     result = neumap('build-map', shared_data_dir / SCENE, '--split', 'interleaved-map',
-                    '--out', tmp_path / 'm.safetensors', '--features', 'orb', '--quiet',
-                    cwd=tmp_path, timeout=60)
+                    '--out', tmp_path / 'm.safetensors', '--features', 'orb',
+                    '--weights', SHIPPED_WEIGHTS, '--quiet', cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     line = error_line(result)
     assert "'orb' keypoints do not fit a decoder of 128-d" in line and '--method features' in line

@@ -19,7 +19,9 @@ import pytest
 import torch
 
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder, resolve_device
-from neumap_ros.core.decoder_weights import load_decoder, SHIPPED_WEIGHTS
+from neumap_ros.core.decoder_weights import load_decoder, SHIPPED_BY_FEATURE, \
+    SHIPPED_WEIGHTS
+from neumap_ros.core.features import DESCRIPTOR_DIMS
 from neumap_ros.core.localizer import decode_pairs, decoding_pairs, similar_size_batches
 
 CONFIG = DecoderConfig(width=32, layers=2, heads=4, ffn_dim=64, code_dim=16, codes_per_voxel=8)
@@ -182,3 +184,18 @@ def test_shipped_decoder_loads_and_matches_its_hash():
     assert not any(p.requires_grad for p in decoder.parameters())
     assert (SHIPPED_WEIGHTS.parent / 'MODEL_CARD.md').is_file()
     assert SHIPPED_WEIGHTS.stat().st_size < 8 * 1024 * 1024
+
+
+def test_a_decoder_ships_for_each_keypoint_kind():
+    """SIFT and ORB each have their own shipped decoder, chosen by the keypoint kind."""
+    for kind, path in SHIPPED_BY_FEATURE.items():
+        assert path.is_file() and path.stat().st_size < 8 * 1024 * 1024, path
+        decoder, metadata = load_decoder(feature_kind=kind)
+        assert decoder.config.descriptor_dim == DESCRIPTOR_DIMS[kind]
+        assert metadata['info']['features']['kind'] == kind
+        assert metadata['hash'] == decoder_hash(decoder)
+    orb_card = (SHIPPED_BY_FEATURE['orb'].parent / 'MODEL_CARD_orb.md').read_text()
+    assert load_decoder(feature_kind='orb')[1]['hash'] in orb_card
+    assert 'config/pretrain_orb.yaml' in orb_card
+    with pytest.raises(ValueError, match="no decoder ships for 'surf'"):
+        load_decoder(feature_kind='surf')

@@ -105,7 +105,12 @@ def test_two_process_ddp_matches_one_process(tiny_setup, tmp_path):
 def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
     """Stopping at a checkpoint and resuming gives the same weights as one long run."""
     config, cache, _ = tiny_setup
-    straight, _ = _train(config, cache, tmp_path / 'straight.safetensors')
+    card = tmp_path / 'CARD_straight.md'
+    straight, meta = _train(config, cache, tmp_path / 'straight.safetensors',
+                            extra=('--model-card', str(card)))
+    # --model-card puts the card where asked, naming the command that made these weights.
+    assert meta['hash'] in card.read_text() and not (tmp_path / 'MODEL_CARD.md').exists()
+    assert f'--out {tmp_path / "straight.safetensors"} --model-card {card}' in card.read_text()
     checkpoint = tmp_path / 'run.ckpt'
     _train(config, cache, tmp_path / 'half.safetensors',
            extra=('--checkpoint', str(checkpoint), '--stop-after', '7'))

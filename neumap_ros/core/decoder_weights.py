@@ -24,7 +24,10 @@ from neumap_ros.core.map_io import MapFormatError, read_tensor_file, write_tenso
 
 WEIGHTS_KIND = 'neumap.decoder'
 FORMAT_VERSION = 1
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / 'weights' / 'decoder.safetensors'
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / 'weights'
+SHIPPED_WEIGHTS = WEIGHTS_DIR / 'decoder.safetensors'
+# One shipped decoder per keypoint kind: a decoder reads one kind of descriptor only.
+SHIPPED_BY_FEATURE = {'sift': SHIPPED_WEIGHTS, 'orb': WEIGHTS_DIR / 'decoder_orb.safetensors'}
 
 
 def save_decoder(path, decoder: NeuMapDecoder, info: dict = None) -> str:
@@ -38,9 +41,19 @@ def save_decoder(path, decoder: NeuMapDecoder, info: dict = None) -> str:
     return identity
 
 
-def load_decoder(path=None, device='cpu') -> tuple:
-    """Load ``(decoder, metadata)``; the default is the decoder shipped with the package."""
-    path = Path(path) if path else SHIPPED_WEIGHTS
+def load_decoder(path=None, device='cpu', feature_kind: str = 'sift') -> tuple:
+    """
+    Load ``(decoder, metadata)``.
+
+    Without ``path``, the decoder shipped with the package for ``feature_kind`` keypoints.
+    """
+    if path:
+        path = Path(path)
+    elif feature_kind in SHIPPED_BY_FEATURE:
+        path = SHIPPED_BY_FEATURE[feature_kind]
+    else:
+        raise ValueError(f'no decoder ships for {feature_kind!r} keypoints; known: '
+                         f'{sorted(SHIPPED_BY_FEATURE)}')
     tensors, meta = read_tensor_file(path, WEIGHTS_KIND, {FORMAT_VERSION})
     try:
         config = DecoderConfig.from_dict(meta['config'])
@@ -68,7 +81,9 @@ def load_decoder(path=None, device='cpu') -> tuple:
     return decoder.to(device), meta
 
 
-def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
+def write_model_card(path, weights_name: str, digest: str, info: dict,
+                     recipe: str = 'neumap train --config config/pretrain.yaml --out '
+                     'neumap_ros/weights/decoder.safetensors') -> None:
     """Write the Markdown model card that ships next to a decoder's weights."""
     import json
     from neumap_ros.core.map_io import atomic_write_bytes
@@ -98,9 +113,8 @@ def write_model_card(path, weights_name: str, digest: str, info: dict) -> None:
         'They are cropped, warped and recoloured into surface materials; no image is shipped '
         'with this package.', '',
         '## Recipe', '',
-        '```', 'neumap train --config config/pretrain.yaml '
-        '--out neumap_ros/weights/decoder.safetensors --checkpoint build/pretrain.ckpt' +
-        (' --init PARENT.safetensors' if info.get('initialised_from') else ''), '```', '',
+        '```', recipe + (' --init PARENT.safetensors' if info.get('initialised_from') else ''),
+        '```', '',
         *([f'Fine-tuned from decoder `{info["initialised_from"]}` (PARENT above).']
           if info.get('initialised_from') else []),
         '', f'Training settings: `{json.dumps(training)}`', '',

@@ -477,5 +477,5 @@ def load_localizer(path, device: str = 'auto', options: LocalizerOptions = Local
     if method == 'features':
         return FeatureMatchingLocalizer(FeatureMap.load(path), options, size)
     neural_map = NeuralMap.load(path)
-    decoder, _ = load_decoder(weights)
+    decoder, _ = load_decoder(weights, feature_kind=neural_map.feature_config.kind)
     return NeuralLocalizer(neural_map, decoder, device, options, size)

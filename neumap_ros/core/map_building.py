@@ -80,7 +80,8 @@ def build_map(request: BuildRequest) -> BuildSummary:
     report = request.on_progress or (lambda stage, fraction: None)
     if request.method == 'neural':
         # Before minutes of feature extraction: the decoder must read these keypoints.
-        decoder, decoder_meta = load_decoder(request.weights)
+        decoder, decoder_meta = load_decoder(request.weights,
+                                             feature_kind=request.features.kind)
         require_decoder_fits(decoder, request.features.kind)
     # Share of the build spent extracting features (measured on the kitchen: about 0.4 of a
     # neural build, nearly all of a feature-matching one); the rest is optimisation (neural)

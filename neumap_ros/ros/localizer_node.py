@@ -89,7 +89,8 @@ TRANSPORTS = ('raw', 'compressed')
 # `ros2 param set` can provide them before configure, as nav2 nodes do.
 PARAMETERS = {
     'map_path': ('', 'map file (.safetensors) loaded on configure and by ~/load_map'),
-    'weights': ('', 'decoder weights a neural map was built with (empty: shipped decoder)'),
+    'weights': ('', 'decoder weights a neural map was built with (empty: the decoder shipped '
+                'for the keypoint kind of the map)'),
     'device': ('auto', 'auto, cpu or cuda'),
     'max_keypoints': (0, 'keypoints per image (0: as the map was built)'),
     'max_image_side': (-1, 'detect keypoints on images downscaled to this side in pixels '

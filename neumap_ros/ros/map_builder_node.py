@@ -68,7 +68,8 @@ NODE_NAME = 'map_builder_node'
 PARAMETERS = {
     'output_path': ('', 'map file to write (.safetensors)'),
     'method': ('neural', 'neural or features'),
-    'weights': ('', 'decoder weights for neural maps (empty: shipped decoder)'),
+    'weights': ('', 'decoder weights for neural maps (empty: the decoder shipped for '
+                'the keypoint kind)'),
     'config_file': ('', 'YAML with "mapping:" and "features:" sections, as neumap build-map'),
     'bag_path': ('', 'build from this rosbag2 instead of live topics'),
     'bag_image_topic': ('', 'image topic in the bag (empty: the only one)'),
