@@ -79,6 +79,11 @@ COMPRESSION = (
 )
 
 
+def kind_suffix(features: FeatureConfig, separator: str) -> str:
+    """Return '' for the default SIFT keypoints, else e.g. '_orb': names of maps and results."""
+    return '' if features.kind == 'sift' else f'{separator}{features.kind}'
+
+
 def _evaluate(localizer, frames, method, map_bytes, mapping_seconds):
     records = evaluate_frames(localizer, frames, progress=False)
     report = summarize(records, method, map_bytes, mapping_seconds)
@@ -100,7 +105,7 @@ def run_scene(name, folder, map_split, query_split, voxel_size, features, mappin
     started = time.monotonic()
     baseline = build_feature_map(observations, features)
     baseline_seconds = feature_seconds + time.monotonic() - started
-    kind = '' if features.kind == 'sift' else f'-{features.kind}'
+    kind = kind_suffix(features, '-')
     baseline_path = maps_dir / f'{name}{kind}-features.safetensors'
     baseline_bytes = baseline.save(baseline_path)
 
@@ -213,7 +218,7 @@ def main(argv=None) -> int:
 
     features = FeatureConfig(kind=args.features)
     decoder, decoder_meta = load_decoder(args.weights, feature_kind=features.kind)
-    suffix = '' if features.kind == 'sift' else f'_{features.kind}'
+    suffix = kind_suffix(features, '_')
     mapping = {'iterations': args.iterations}
     results = {'machine': {'platform': platform.platform(), 'cpus': os.cpu_count(),
                            'torch_threads': torch.get_num_threads(),
