@@ -29,7 +29,7 @@ from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder import decoder_hash
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.features import FeatureConfig
-from neumap_ros.core.geometry import pose_errors
+from neumap_ros.core.geometry import invert_transform, pose_errors, transform_points
 from neumap_ros.core.localizer import LocalizerOptions, NeuralLocalizer, PosePrior
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.neural_map import NeuralMap
@@ -85,6 +85,14 @@ def test_neural_map_localizes_held_back_kitchen_frames(kitchen, neural_map_file)
     within = (errors[:, 0] < 0.05) & (errors[:, 1] < 5.0)
     assert within.mean() >= 0.8, errors
     assert np.median(errors[:, 0]) < 0.04, errors
+
+    # The inlier matches come back as pairs: each decoded world point lies on its pixel's ray.
+    frame = dataset.frames[QUERY_FRAMES[0]]
+    result = localizer.localize(frame.load_image(), frame.camera)
+    assert result.success and len(result.inlier_points) == result.num_inliers
+    local = transform_points(invert_transform(result.T_world_camera), result.inlier_points)
+    residual = frame.camera.undistorted().project(local) - result.inlier_pixels
+    assert np.median(np.linalg.norm(residual, axis=1)) < 2.0
 
 
 def test_pose_priors_select_what_the_camera_sees(kitchen, neural_map_file):

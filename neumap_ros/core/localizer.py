@@ -94,6 +94,7 @@ class LocalizationResult:
     reprojection_error_px: float = float('nan')
     timings_ms: dict = field(default_factory=dict)
     inlier_pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    inlier_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # world, m
     candidates: list = field(default_factory=list)
     prior_ignored: bool = False       # a prior was given, failed, and the global retry ran
 
@@ -196,6 +197,7 @@ class Localizer:
         result.inlier_ratio = pnp.num_inliers / max(len(points2d), 1)
         result.reprojection_error_px = pnp.reprojection_error_px
         result.inlier_pixels = points2d[pnp.inliers].astype(np.float32)
+        result.inlier_points = points3d[pnp.inliers]
         if not pnp.success:
             result.status, result.message = 'pnp_failed', 'PnP-RANSAC found no pose'
         elif pnp.num_inliers < self.options.min_inliers:
