@@ -44,7 +44,8 @@ def _map_builder(context):
         package=launch_params.PACKAGE, executable=launch_params.MAP_BUILDER_NODE,
         name=launch_params.MAP_BUILDER_NODE, namespace=arg('namespace'), output='screen',
         parameters=[params_file, launch_params.map_builder_overrides(
-            arg('output'), arg('bag'), arg('method'), arg('use_sim_time'), arg('depth_topic'))],
+            arg('output'), arg('bag'), arg('method'), arg('use_sim_time'), arg('depth_topic'),
+            arg('image_topic'), arg('camera_info_topic'))],
         remappings=launch_params.map_builder_remappings(
             arg('image_topic'), arg('camera_info_topic'), arg('depth_topic')),
         arguments=['--ros-args', '--log-level', arg('log_level')])

@@ -94,6 +94,22 @@ def test_ros_arguments_format():
     assert pathlib.Path(launch_params.config_path('localizer.yaml')).is_file()
 
 
+def test_map_builder_arguments_override_only_what_is_given():
+    """Empty build_map arguments keep the parameter file's values; bag topics name inputs."""
+    defaults = launch_params.defaults(launch_params.BUILD_MAP_ARGUMENTS)
+    live = launch_params.map_builder_overrides('m.safetensors', '', defaults['method'],
+                                               defaults['use_sim_time'])
+    assert 'method' not in live and 'bag_image_topic' not in live
+    assert launch_params.map_builder_remappings(defaults['image_topic'],
+                                                defaults['camera_info_topic']) == [
+        ('image', launch_params.DEFAULT_IMAGE_TOPIC),
+        ('camera_info', launch_params.DEFAULT_CAMERA_INFO_TOPIC)]
+    bag = launch_params.map_builder_overrides('m.safetensors', 'bag', 'features', 'false',
+                                              '/depth', '/color', '/color/info')
+    assert bag['method'] == 'features' and bag['depth_topic'] == '/depth'
+    assert bag['bag_image_topic'] == '/color' and bag['bag_camera_info_topic'] == '/color/info'
+
+
 @pytest.mark.ros
 def test_launch_parameters_reach_a_real_node(ros_domain, tmp_path):
     """The arguments the tests pass for localize.launch.py configure a node as intended."""
@@ -135,4 +151,15 @@ def test_localizer_parameter_checks_name_the_bad_value():
     assert 'must be one of' in value_problem('tf_mode', 'sideways')
     assert value_problem('prior_angle', 200.0) == 'prior_angle must be in [0, 180] degrees'
     assert value_problem('prior_radius', 2) is None          # an integer for a float is fine
-    assert 'must be a str' in value_problem('map_path', 3)
+    assert 'must be of type str' in value_problem('map_path', 3)
+
+
+def test_parameter_types_accept_whole_numbers_for_floats_only():
+    """One type rule for every node: 5 is a fine 5.0; True is no number, '5' no float."""
+    from neumap_ros.ros.parameters import coerce, type_problem
+    assert type_problem('rate', 5, 1.0) is None and coerce(5, 1.0) == 5.0
+    assert isinstance(coerce(5, 1.0), float)
+    assert 'must be of type float' in type_problem('rate', '5', 1.0)
+    assert 'must be of type float' in type_problem('rate', True, 1.0)
+    assert 'must be of type int' in type_problem('every', 2.0, 1)
+    assert type_problem('topics', ['/a'], ['']) is None

@@ -65,6 +65,18 @@ def test_silence_warns():
     assert level == Level.WARN and 'no image received for 6.0 s' in message
 
 
+def test_images_that_never_reach_the_localizer_warn():
+    """Images arriving for a while with no attempt (no camera_info pairs) are not 'OK'."""
+    stats = LocalizationStats(now=0.0)
+    for i in range(80):                         # 10 Hz for 8 s, none paired
+        stats.record_input(i / 10.0)
+    assert stats.assess(3.0)[0] == Level.OK     # not yet: the first frames may be in flight
+    level, message = stats.assess(8.0, HealthThresholds(input_timeout_s=5.0))
+    assert level == Level.WARN and 'pair with no camera_info' in message
+    stats.record_result(8.0, True, 'ok', {'total': 90.0})
+    assert stats.assess(8.0)[0] == Level.OK
+
+
 def test_low_success_rate_warns_and_a_long_streak_is_lost():
     """A low success rate warns; many failures in a row are an error (lost)."""
     stats = LocalizationStats(now=0.0)

@@ -30,14 +30,17 @@ import ros_graph
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
 
 from neumap_ros.core.bags import dataset_to_bag
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.localizer import load_localizer
 from neumap_ros.ros import launch_params
 from neumap_ros.ros.image_conversion import camera_to_camera_info, numpy_to_image
+from neumap_ros.ros.localizer_node import TF_STATIC_QOS
 from neumap_ros.ros.map_builder_node import PROGRESS_QOS
-from neumap_ros.ros.msg_conversions import matrix_to_pose, ns_to_stamp
+from neumap_ros.ros.msg_conversions import make_transform_stamped, matrix_to_pose, \
+    ns_to_stamp, stamp_to_ns
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -69,6 +72,21 @@ def start_builder(ros_process, output, bag='', extra=None, remappings=(), name=N
                        ros_args=launch_params.ros_arguments(
                            params_file=launch_params.config_path('map_builder.yaml'),
                            overrides=overrides, remappings=remappings))
+
+
+def camera_publishers(ros, builder, prefix: str, pose_source: tuple) -> list:
+    """
+    Return publishers of PREFIX/image, camera_info, depth and the pose source (type, topic, qos).
+
+    They are returned once the builder subscribes to each of them.
+    """
+    qos = QoSProfile(depth=20)
+    topics = [(Image, f'{prefix}/image', qos), (CameraInfo, f'{prefix}/camera_info', qos),
+              (Image, f'{prefix}/depth', qos), pose_source]
+    publishers = [ros.node.create_publisher(*topic) for topic in topics]
+    for _, topic, _ in topics:
+        ros_graph.wait_for_subscribers(ros.node, topic, timeout=30.0, watch=[builder])
+    return publishers
 
 
 def assert_localizes(map_path, kitchen, names=QUERY_FRAMES[:4]):
@@ -121,13 +139,8 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
         'work_dir': str(tmp_path / 'frames')}, depth_topic='/live/depth',
         remappings=launch_params.map_builder_remappings('/live/image', '/live/camera_info',
                                                         '/live/depth'))
-    qos = QoSProfile(depth=20)
-    images = ros.node.create_publisher(Image, '/live/image', qos)
-    infos = ros.node.create_publisher(CameraInfo, '/live/camera_info', qos)
-    depths = ros.node.create_publisher(Image, '/live/depth', qos)
-    poses = ros.node.create_publisher(PoseStamped, '/camera_pose', qos)
-    for topic in ('/live/image', '/live/camera_info', '/live/depth', '/camera_pose'):
-        ros_graph.wait_for_subscribers(ros.node, topic, timeout=30.0, watch=[builder])
+    images, infos, depths, poses = camera_publishers(
+        ros, builder, '/live', (PoseStamped, '/camera_pose', QoSProfile(depth=20)))
 
     def build():
         client = ros.node.create_client(Trigger, f'/{NODE}/build')
@@ -215,3 +228,56 @@ def test_live_frames_beyond_the_pose_queue_are_counted(ros_context, ros_process,
                    watch=[builder], what='three frames in diagnostics')
     assert len(list(frames_dir.glob('*.pose.txt'))) == 3
     assert diagnostics.values()['skipped_no_pose'] == '0'
+
+
+def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitchen, tmp_path):
+    """
+    An image with an empty frame_id is skipped with a warning, and the node lives on.
+
+    Whole numbers for float parameters are accepted (``pose_wait: 1``), and depth stamped a
+    few ms off its image pairs within sync_tolerance, as poses do.
+    """
+    ros = ros_context
+    frames_dir = tmp_path / 'frames'
+    builder = start_builder(ros_process, tmp_path / 'never.safetensors', extra={
+        'image_qos': 'reliable', 'use_depth': True, 'sync_tolerance': 0.02, 'pose_wait': 1,
+        'keyframe_rotation_deg': 5, 'diagnostics_period': 0.25, 'work_dir': str(frames_dir)},
+        name='placing_builder', remappings=launch_params.map_builder_remappings(
+            '/place/image', '/place/camera_info', '/place/depth'))
+    diagnostics = DiagnosticsWatcher(ros, f'/{NODE}:')
+    images, infos, depths, static_tf = camera_publishers(
+        ros, builder, '/place', (TFMessage, '/tf_static', TF_STATIC_QOS))
+
+    def publish(index, frame_id):
+        frame = kitchen.frames[BAG_FRAMES[index]]
+        header = Image().header
+        header.stamp = ns_to_stamp(1_760_000_000 * 10 ** 9 + index * 200_000_000)
+        header.frame_id = frame_id
+        infos.publish(camera_to_camera_info(frame.camera, header))
+        images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+        depth_header = Image().header
+        depth_header.stamp = ns_to_stamp(stamp_to_ns(header.stamp) + 5_000_000)
+        millimetres = np.round(frame.load_depth() * 1000.0).astype(np.uint16)
+        depths.publish(numpy_to_image(millimetres, '16UC1', depth_header))
+        return frame
+
+    publish(0, '')
+    ros.spin_until(lambda: diagnostics.values().get('skipped_no_frame_id') == '1',
+                   timeout=20.0, watch=[builder], what='the frame without frame_id skipped')
+    ros.spin_until(lambda: diagnostics.level() == 1, timeout=5.0, watch=[builder],
+                   what='a warning on /diagnostics')
+    assert 'skipped' in diagnostics.latest.message
+    assert 'frame_id is empty' in builder.log()
+
+    frame = kitchen.frames[BAG_FRAMES[1]]
+    static_tf.publish(TFMessage(transforms=[make_transform_stamped(
+        frame.T_world_camera, 'map', 'camera', 0)]))
+    publish(1, 'camera')
+    ros.spin_until(lambda: diagnostics.values().get('frames') == '1', timeout=20.0,
+                   watch=[builder], what='the placed frame staged')
+    assert len(list(frames_dir.glob('*.depth.png'))) == 1
+    np.testing.assert_allclose(np.loadtxt(next(frames_dir.glob('*.pose.txt'))),
+                               frame.T_world_camera, atol=1e-6)
+    ros.spin_until(lambda: diagnostics.level() == 0, timeout=5.0, watch=[builder],
+                   what='OK again once frames are used')
+    assert builder.popen.poll() is None

@@ -172,8 +172,8 @@ class LocalizationStats:
         Return the health level and the reasons behind it, worst first.
 
         ERROR: every frame processed in the window was rejected, or localization is lost (many
-        failures in a row). WARN: no input for a while, a recent rejected input, a low success
-        rate, or high latency. OK otherwise.
+        failures in a row). WARN: no input for a while, input for a while that never reaches the
+        localizer, a recent rejected input, a low success rate, or high latency. OK otherwise.
         """
         self._prune(now)
         problems = []
@@ -191,6 +191,14 @@ class LocalizationStats:
             status, message = self.last_failure
             problems.append((Level.ERROR, f'lost: {self.consecutive_failures} failed '
                                           f'localizations in a row (last: {status}: {message})'))
+        arrivals = [e.time for e in self._events if e.kind == 'input']
+        if arrivals and not attempts and not rejected and \
+                now - arrivals[0] > thresholds.input_timeout_s:
+            # Images keep coming, so the silence check stays quiet, yet none is used.
+            problems.append((Level.WARN, f'{len(arrivals)} images in the last '
+                                         f'{self.window_s:.0f} s, none localized or rejected: '
+                                         f'they pair with no camera_info (check its topic and '
+                                         f'stamps, sync_tolerance)'))
         silent_since = self.last_input_time if self.last_input_time is not None else self.started
         if now - silent_since > thresholds.input_timeout_s:
             problems.append((Level.WARN, f'no image received for {now - silent_since:.1f} s '

@@ -45,6 +45,7 @@ from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from neumap_ros.ros.msg_conversions import ns_to_stamp
+from neumap_ros.ros.parameters import declare_parameters, read_parameters
 
 PARAMETERS = {
     'bag_path': ('', 'rosbag2 folder (or its .db3 / .mcap file)'),
@@ -108,18 +109,18 @@ class BagPlayer(Node):
         Topics of LARGE_TYPES are published from a node in ``large_context`` when given.
         """
         super().__init__('bag_player')
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default)
+        declare_parameters(self, PARAMETERS)
+        self.param = read_parameters(self, PARAMETERS)
         from rosbags.rosbag2 import Reader
-        self.bag_path = bag_path or self.get_parameter('bag_path').value
+        self.bag_path = bag_path or self.param['bag_path']
         if not self.bag_path:
             raise ValueError('no bag given: pass it as argument or set bag_path')
-        self.rate = float(self.get_parameter('rate').value)
+        self.rate = float(self.param['rate'])
         if not self.rate > 0:
             raise ValueError(f'rate must be positive, got {self.rate}')
         self.reader = Reader(self.bag_path)
         self.reader.open()
-        wanted = {t for t in self.get_parameter('topics').value if t}
+        wanted = {t for t in self.param['topics'] if t}
         self.connections = [c for c in self.reader.connections
                             if not wanted or c.topic in wanted]
         if not self.connections:
@@ -127,7 +128,7 @@ class BagPlayer(Node):
         # Images go out through a DDS participant of their own (see LARGE_TYPES).
         self.large_node = rclpy.create_node('bag_player_large', context=large_context) \
             if large_context is not None else self
-        override = self.get_parameter('qos_reliability').value
+        override = self.param['qos_reliability']
         if override not in ('recorded', 'reliable', 'best_effort'):
             raise ValueError(f'qos_reliability must be recorded, reliable or best_effort, '
                              f'got {override!r}')
@@ -140,7 +141,7 @@ class BagPlayer(Node):
                     recorded_qos(connection.topic, connection.ext.offered_qos_profiles,
                                  override))
         self.clock_publisher = None
-        if self.get_parameter('clock').value:
+        if self.param['clock']:
             self.clock_publisher = self.create_publisher(
                 Clock, '/clock', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.bag_time_ns = self.reader.start_time
@@ -155,8 +156,8 @@ class BagPlayer(Node):
             self._publish_clock()
 
     def _wait_for_subscribers(self) -> None:
-        topics = [t for t in self.get_parameter('wait_for_subscribers').value if t]
-        deadline = time.monotonic() + float(self.get_parameter('wait_timeout').value)
+        topics = [t for t in self.param['wait_for_subscribers'] if t]
+        deadline = time.monotonic() + float(self.param['wait_timeout'])
         for topic in topics:
             resolved = self.resolve_topic_name(topic)
             publisher = self.publishers_by_topic.get(resolved)
@@ -171,18 +172,18 @@ class BagPlayer(Node):
         if topics:
             # The publisher sees the subscriber before the subscriber sees the publisher;
             # best-effort samples sent in between are lost.
-            self.stopped.wait(float(self.get_parameter('settle_time').value))
+            self.stopped.wait(float(self.param['settle_time']))
 
     def play(self) -> int:
         """Play the bag once; return the number of messages published."""
         self._publish_clock()
         self._wait_for_subscribers()
-        delay = float(self.get_parameter('start_delay').value)
+        delay = float(self.param['start_delay'])
         if delay > 0:
             self.stopped.wait(delay)
         clock_thread = None
         if self.clock_publisher is not None:
-            period = 1.0 / max(float(self.get_parameter('clock_rate').value), 1.0)
+            period = 1.0 / max(float(self.param['clock_rate']), 1.0)
             clock_thread = threading.Thread(target=self._clock_loop, args=(period,),
                                             daemon=True)
             clock_thread.start()
@@ -209,7 +210,7 @@ class BagPlayer(Node):
                 count += 1
         finally:
             self._publish_clock()
-            linger = float(self.get_parameter('linger').value)
+            linger = float(self.param['linger'])
             for publisher in self.publishers_by_topic.values():
                 publisher.wait_for_all_acked(Duration(seconds=linger))
             self.stopped.set()

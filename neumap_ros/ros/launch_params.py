@@ -56,12 +56,14 @@ BUILD_MAP_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('output', '', 'map file to write (.safetensors); required'),
     ('bag', '', 'build from this rosbag2 instead of live topics'),
     ('params_file', '', 'parameter YAML (default: config/map_builder.yaml of this package)'),
-    ('method', 'neural', 'neural or features'),
+    ('method', '', 'neural or features (empty: as the parameter file says; neural in the '
+                   'shipped one)'),
     ('use_sim_time', 'false', 'use /clock'),
     ('namespace', '', 'namespace of the map builder node'),
-    ('image_topic', DEFAULT_IMAGE_TOPIC, 'camera image topic (remaps "image")'),
-    ('camera_info_topic', DEFAULT_CAMERA_INFO_TOPIC,
-     'camera calibration topic (remaps "camera_info")'),
+    ('image_topic', '', f'camera image topic (live: remaps "image", empty: '
+                        f'{DEFAULT_IMAGE_TOPIC}; bag: the topic to read, empty: the only one)'),
+    ('camera_info_topic', '', f'camera calibration topic (live: remaps "camera_info", empty: '
+                              f'{DEFAULT_CAMERA_INFO_TOPIC}; bag: empty = the only one)'),
     ('depth_topic', '', 'registered depth images (16UC1 mm or 32FC1 m); empty: triangulate'),
     ('log_level', 'info', 'logging level'),
 )
@@ -151,25 +153,36 @@ def bag_player_parameters(bag: str, rate='1.0', image_topic: str = DEFAULT_IMAGE
             'wait_for_subscribers': [image_topic, gt_topic]}
 
 
-def map_builder_overrides(output: str = '', bag: str = '', method: str = 'neural',
-                          use_sim_time=False, depth_topic: str = '') -> Dict[str, object]:
-    """Return the map builder parameters that launch arguments set."""
-    overrides: Dict[str, object] = {'use_sim_time': as_bool(use_sim_time), 'method': method}
+def map_builder_overrides(output: str = '', bag: str = '', method: str = '',
+                          use_sim_time=False, depth_topic: str = '', image_topic: str = '',
+                          camera_info_topic: str = '') -> Dict[str, object]:
+    """
+    Return the map builder parameters that launch arguments set.
+
+    Empty arguments leave the parameter file's values alone. With a bag, the topics name what
+    to read from it; live, they are remappings (:func:`map_builder_remappings`).
+    """
+    overrides: Dict[str, object] = {'use_sim_time': as_bool(use_sim_time)}
+    if method:
+        overrides['method'] = method
     if output:
         overrides['output_path'] = os.path.abspath(os.path.expanduser(output))
     if bag:
         overrides['bag_path'] = os.path.abspath(os.path.expanduser(bag))
-        if depth_topic:
-            overrides['depth_topic'] = depth_topic
+        for name, topic in (('depth_topic', depth_topic), ('bag_image_topic', image_topic),
+                            ('bag_camera_info_topic', camera_info_topic)):
+            if topic:
+                overrides[name] = topic
     elif depth_topic:
         overrides['use_depth'] = True
     return overrides
 
 
-def map_builder_remappings(image_topic: str, camera_info_topic: str,
+def map_builder_remappings(image_topic: str = '', camera_info_topic: str = '',
                            depth_topic: str = '') -> List[Tuple[str, str]]:
-    """Return the map builder's remappings for live topics."""
-    remappings = localizer_remappings(image_topic, camera_info_topic)
+    """Return the map builder's remappings for live topics (empty: the default topics)."""
+    remappings = localizer_remappings(image_topic or DEFAULT_IMAGE_TOPIC,
+                                      camera_info_topic or DEFAULT_CAMERA_INFO_TOPIC)
     if depth_topic:
         remappings.append(('depth', depth_topic))
     return remappings

@@ -34,7 +34,7 @@ Outputs, all stamped with the image stamp:
   pose. Nothing is published for a failed frame; the reason goes to diagnostics.
 * TF (``tf_mode``): ``map -> odom`` computed with odom -> camera at the image stamp (REP-105,
   as amcl; future-dated by ``transform_tolerance`` and republished between fixes), or
-  ``map -> base_link`` / ``map -> camera`` for robots without odometry.
+  ``map -> base_link`` / ``map -> camera`` (at the image stamp) for robots without odometry.
 * ``/diagnostics``: state, map, rates, success rate, latency per stage, dropped and rejected
   inputs, and an OK/WARN/ERROR verdict with its reason.
 * optional ``~/debug_image`` (inliers drawn) and ``~/map_cloud`` (map points, latched).
@@ -55,7 +55,7 @@ from typing import Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
@@ -77,6 +77,7 @@ from neumap_ros.ros.image_conversion import camera_info_to_camera, check_size, \
     compressed_to_numpy, image_to_numpy, numpy_to_image
 from neumap_ros.ros.msg_conversions import covariance_from_msg, make_pose_with_covariance, \
     make_transform_stamped, NS_PER_S, pose_to_matrix, stamp_to_ns, transform_to_matrix
+from neumap_ros.ros.parameters import coerce, declare_parameters, type_problem
 
 NODE_NAME = 'localizer_node'
 
@@ -112,7 +113,7 @@ PARAMETERS = {
     'camera_frame': ('', 'camera optical frame (empty: the image header frame_id)'),
     'tf_broadcast': (True, 'publish the localization as a transform'),
     'tf_mode': ('odom', 'odom: map->odom (REP-105); base: map->base; camera: map->camera'),
-    'transform_tolerance': (0.5, 'seconds the published transform is future-dated by'),
+    'transform_tolerance': (0.5, 'seconds map -> odom is future-dated by (tf_mode odom)'),
     'tf_republish_rate': (10.0, 'Hz at which the last map->odom is republished (0: off)'),
     'tf_lookup_timeout': (0.2, 'seconds to wait for TF at the image stamp'),
     'tf_cache_time': (10.0, 'seconds of TF history kept'),
@@ -171,11 +172,9 @@ def value_problem(name: str, value) -> Optional[str]:
     choices = {'device': DEVICES, 'tf_mode': TF_MODES, 'image_qos': IMAGE_QOS,
                'image_transport': TRANSPORTS}
     if name in PARAMETERS:
-        default = PARAMETERS[name][0]
-        numeric = isinstance(default, float) and isinstance(value, int) and \
-            not isinstance(value, bool)
-        if type(value) is not type(default) and not numeric:
-            return f'parameter {name} must be a {type(default).__name__}, got {value!r}'
+        problem = type_problem(name, value, PARAMETERS[name][0])
+        if problem is not None:
+            return problem
     if name in choices and value not in choices[name]:
         return f'{name} must be one of {choices[name]}'
     if name in NON_NEGATIVE and value < 0:
@@ -246,8 +245,7 @@ class LocalizerNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         """Declare parameters and the always-on diagnostics; nothing is loaded yet."""
         super().__init__(node_name, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        declare_parameters(self, PARAMETERS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._cond = threading.Condition()        # guards sync, stats, priors, pending state
         self._localizer_lock = threading.Lock()   # held while localizing or swapping maps
@@ -276,9 +274,11 @@ class LocalizerNode(LifecycleNode):
         self._camera_frame_seen = ''     # frame of the last decoded image (for initialpose)
         self._warned = {}
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        period = float(self.get_parameter('diagnostics_period').value)
+        period = self.get_parameter('diagnostics_period').value
+        if value_problem('diagnostics_period', period) is not None:
+            period = 1.0   # configure reports the bad value; diagnostics must still flow
         # A steady clock: diagnostics must keep coming when /clock stops (a stalled bag).
-        self.create_timer(period if period > 0 else 1.0, self._publish_diagnostics,
+        self.create_timer(float(period), self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0),
@@ -298,14 +298,9 @@ class LocalizerNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _read_config(self) -> _Config:
-        values = {}
-        for name, (default, _) in PARAMETERS.items():
-            value = self.get_parameter(name).value
-            if isinstance(default, float) and isinstance(value, int) and \
-                    not isinstance(value, bool):
-                value = float(value)
-            values[name] = value
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
         _check_config(values)  # types too (value_problem)
+        values = {name: coerce(value, PARAMETERS[name][0]) for name, value in values.items()}
         return _Config(values)
 
     def _localizer_options(self):
@@ -474,7 +469,8 @@ class LocalizerNode(LifecycleNode):
 
     def destroy_node(self):
         """Stop the worker before the node goes away."""
-        self._stop_worker()
+        if hasattr(self, '_cond'):   # not when the constructor itself failed
+            self._stop_worker()
         super().destroy_node()
 
     # --- inputs -----------------------------------------------------------------------------
@@ -777,8 +773,11 @@ class LocalizerNode(LifecycleNode):
 
     def _broadcast(self, T_map_camera, T_map_base, camera_frame: str, stamp_ns: int) -> bool:
         c = self._config
-        stamp = stamp_ns + int(c.transform_tolerance * NS_PER_S)
+        # Only map -> odom is future-dated (as amcl does): odometry carries the motion until
+        # the next fix. map -> base_link / camera is a measurement of the image's instant.
+        stamp = stamp_ns
         if c.tf_mode == 'odom':
+            stamp = stamp_ns + int(c.transform_tolerance * NS_PER_S)
             try:
                 T_odom_camera = self._lookup(c.odom_frame, camera_frame, stamp_ns)
             except TransformError as error:

@@ -62,6 +62,7 @@ from neumap_ros.ros.image_conversion import camera_info_to_camera, check_size, i
 from neumap_ros.ros.localizer_node import image_qos_profile, TF_QOS, TF_STATIC_QOS
 from neumap_ros.ros.msg_conversions import NS_PER_S, pose_to_matrix, stamp_to_ns, \
     transform_to_matrix
+from neumap_ros.ros.parameters import declare_parameters, read_parameters
 
 NODE_NAME = 'map_builder_node'
 
@@ -85,7 +86,7 @@ PARAMETERS = {
     'keyframe_translation': (0.05, 'live: metres between keyframes'),
     'keyframe_rotation_deg': (5.0, 'live: degrees between keyframes'),
     'image_qos': ('sensor_data', 'sensor_data, reliable or system_default'),
-    'sync_tolerance': (0.0, 'largest image/camera_info/pose stamp difference (s)'),
+    'sync_tolerance': (0.0, 'largest image/camera_info/pose/depth stamp difference (s)'),
     # Longer than a DDS reliable retransmission (Fast DDS heartbeats every 3 s): a large
     # message that lost a fragment still arrives, late.
     'pose_wait': (5.0, 'live: seconds a frame waits for its pose and depth before it is '
@@ -115,9 +116,8 @@ class MapBuilderNode(Node):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         """Declare parameters; subscribe (live) or schedule the bag build."""
         super().__init__(node_name, **kwargs)
-        for name, (default, _) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        declare_parameters(self, PARAMETERS)
+        self.p = read_parameters(self, PARAMETERS)
         if self.p['method'] not in ('neural', 'features'):
             raise ValueError(f'method must be neural or features, got {self.p["method"]!r}')
         if not self.p['output_path']:
@@ -141,7 +141,9 @@ class MapBuilderNode(Node):
                           self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.frames, self.K = 0, None
-        self.skipped = {'no_pose': 0, 'no_depth': 0, 'queue_full': 0, 'bad': 0}
+        self.skipped = {'no_pose': 0, 'no_depth': 0, 'no_frame_id': 0, 'queue_full': 0,
+                        'bad': 0}
+        self._skipped_reported = 0   # skipped frames at the last diagnostics message
         self.last_keyframe = None
         if self.p['bag_path']:
             self._once = self.create_timer(0.1, self._start_bag_build)
@@ -214,17 +216,21 @@ class MapBuilderNode(Node):
             except ValueError:
                 continue
 
+    def _nearest(self, table: dict, stamp: int):
+        """Return the entry of ``table`` at ``stamp``, else the nearest within sync_tolerance."""
+        if stamp in table:
+            return table[stamp]
+        tolerance = self.p['sync_tolerance'] * NS_PER_S
+        near = [s for s in table if abs(s - stamp) <= tolerance]
+        return table[min(near, key=lambda s: abs(s - stamp))] if near else None
+
     def _pose(self, stamp: int, frame: str):
         if self.p['pose_topic']:
-            if stamp in self.poses:
-                return self.poses[stamp]
-            tolerance = self.p['sync_tolerance'] * NS_PER_S
-            near = [s for s in self.poses if abs(s - stamp) <= tolerance]
-            return self.poses[min(near, key=lambda s: abs(s - stamp))] if near else None
+            return self._nearest(self.poses, stamp)
         try:
             return self.tf.lookup(self.p['world_frame'], self.p['camera_frame'] or frame,
                                   stamp / NS_PER_S)
-        except TransformError:
+        except (TransformError, ValueError):   # ValueError: a frame name TF cannot hold
             return None
 
     def _drain(self) -> None:
@@ -234,8 +240,14 @@ class MapBuilderNode(Node):
         while self.pending:
             queued, pair = self.pending.popleft()
             frame = pair.image.header.frame_id
+            if not (self.p['pose_topic'] or self.p['camera_frame'] or frame.strip('/')):
+                self.skipped['no_frame_id'] += 1
+                self.get_logger().warning(
+                    'skipped a frame: its header.frame_id is empty, so TF cannot place it '
+                    '(set camera_frame, or pose_topic)', throttle_duration_sec=5.0)
+                continue
             pose = self._pose(pair.stamp, frame)
-            depth = self.depths.get(pair.stamp) if self.p['use_depth'] else None
+            depth = self._nearest(self.depths, pair.stamp) if self.p['use_depth'] else None
             if pose is None or (self.p['use_depth'] and depth is None):
                 if now - queued < self.p['pose_wait']:
                     keep.append((queued, pair))
@@ -430,11 +442,19 @@ class MapBuilderNode(Node):
         status = DiagnosticStatus()
         status.name = f'{self.get_fully_qualified_name()}: map building'
         status.hardware_id = 'neumap_ros'
+        skipped = sum(self.skipped.values())
         if stage == 'failed':
             status.level, status.message = DiagnosticStatus.ERROR, f'failed: {self.error}'
+        elif stage == 'collecting' and skipped > self._skipped_reported:
+            # Frames arrive but are thrown away: say so, not "collecting" in green.
+            reasons = ', '.join(f'{k} {v}' for k, v in self.skipped.items() if v)
+            status.level = DiagnosticStatus.WARN
+            status.message = (f'collecting: {skipped - self._skipped_reported} frames skipped '
+                              f'since the last report (in all: {reasons})')
         else:
             status.level = DiagnosticStatus.OK
             status.message = f'{stage} ({progress:.0%})' if not math.isnan(progress) else stage
+        self._skipped_reported = skipped
         values = {'stage': stage, 'progress': f'{progress:.3f}', 'frames': str(self.frames),
                   'output_path': str(self.output), 'work_dir': str(self.work_dir)}
         values.update({f'skipped_{k}': str(v) for k, v in self.skipped.items()})

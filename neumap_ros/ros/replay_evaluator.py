@@ -40,6 +40,7 @@ from tf2_msgs.msg import TFMessage
 from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
 from neumap_ros.ros.msg_conversions import covariance_from_msg, NS_PER_S, pose_to_matrix, \
     stamp_to_ns, transform_to_matrix
+from neumap_ros.ros.parameters import declare_parameters, read_parameters
 
 PARAMETERS = {
     'pose_topic': ('/localizer_node/pose', 'PoseWithCovarianceStamped of the localizer'),
@@ -62,9 +63,8 @@ class ReplayEvaluator(Node):
     def __init__(self):
         """Declare parameters and subscribe."""
         super().__init__('replay_evaluator')
-        for name, (default, _) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        self.param = {name: self.get_parameter(name).value for name in PARAMETERS}
+        declare_parameters(self, PARAMETERS)
+        self.param = read_parameters(self, PARAMETERS)
         self.truth = {}       # stamp_ns -> T_map_gtframe
         self.estimates = {}   # stamp_ns -> (T_map_estimateframe, covariance, latency_ms)
         self.tf = TransformBuffer(cache_time=3600.0)
@@ -168,7 +168,11 @@ def main(args=None) -> int:
     """Collect until interrupted (or idle), then write the report."""
     try:
         with rclpy.init(args=args):
-            node = ReplayEvaluator()
+            try:
+                node = ReplayEvaluator()
+            except ValueError as error:
+                print(f'replay_evaluator: error: {error}', file=sys.stderr)
+                return 2
             try:
                 while rclpy.ok() and not node.idle():
                     rclpy.spin_once(node, timeout_sec=0.1)
