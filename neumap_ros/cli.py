@@ -28,6 +28,8 @@ import sys
 
 import yaml
 
+LOG = logging.getLogger('neumap')
+
 
 class UsageError(Exception):
     """A user mistake worth one clear line (bad path, bad option combination...)."""
@@ -60,8 +62,8 @@ def _feature_config(args, base=None):
     overrides = {}
     if getattr(args, 'features', None):
         overrides['kind'] = args.features
-    if getattr(args, 'max_keypoints', None):
-        overrides['max_keypoints'] = args.max_keypoints
+    if getattr(args, 'max_keypoints', None) is not None:
+        overrides['max_keypoints'] = args.max_keypoints   # checked by FeatureConfig
     if getattr(args, 'max_image_side', None) is not None:
         if args.max_image_side < 0:
             raise UsageError(f'--max-image-side must be >= 0, got {args.max_image_side}')
@@ -85,7 +87,10 @@ def mapping_config(args, settings: dict):
 
 def cmd_build_map(args) -> int:
     """Build a neural (or feature-matching) map from a dataset split."""
+    from neumap_ros.core.decoder import resolve_device
     from neumap_ros.core.map_building import build_map, BuildRequest
+    if resolve_device(args.device).type != 'cpu':
+        LOG.info('--device %s: code optimisation runs on the CPU in this release', args.device)
     settings = _load_yaml(args.config)
     mapping = mapping_config(args, settings)
     from neumap_ros.core.features import FeatureConfig
@@ -116,9 +121,15 @@ def cmd_evaluate(args) -> int:
     from neumap_ros.core.datasets import open_dataset
     from neumap_ros.core.evaluation import evaluate_frames, format_table, summarize
     from neumap_ros.core.localizer import load_localizer
+    from neumap_ros.core.map_io import require_writable
+    for path in (args.json, args.plot):
+        if path:
+            require_writable(path)
     localizer = load_localizer(args.map, args.device, _localizer_options(args), args.weights)
     dataset = open_dataset(args.dataset)
     frames = dataset.split(args.split)
+    if not frames:
+        raise UsageError(f'split {args.split!r} of {dataset.root} has no frames to localize')
     records = evaluate_frames(localizer, frames, progress=not args.quiet)
     report = summarize(records, localizer.method, localizer.map_bytes,
                        localizer.map.info.get('mapping_seconds'),
@@ -195,6 +206,10 @@ def cmd_evaluate_bag(args) -> int:
     """Localize a bag's images offline and write the evaluate report and TUM trajectories."""
     from neumap_ros.core.bags import evaluate_bag
     from neumap_ros.core.evaluation import format_table
+    from neumap_ros.core.map_io import require_writable
+    for path in (args.json, args.tum, args.gt_tum, args.plot):
+        if path:
+            require_writable(path)
     report = evaluate_bag(
         Path(args.map), Path(args.bag), args.json, args.tum, args.gt_tum, args.plot,
         args.image_topic, args.camera_info_topic, args.gt_topic, args.world_frame, args.every,
@@ -364,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument('--out', required=True, help='output map file (.safetensors)')
     build.add_argument('--method', choices=('neural', 'features'), default='neural')
     build.add_argument('--weights', help='decoder weights (default: the shipped decoder)')
-    build.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    build.add_argument('--device', default='auto',
+                       help='auto, cpu or cuda; checked, but code optimisation runs on the CPU '
+                            'in this release (it was only ever measured there)')
     build.add_argument('--config', help='YAML with "mapping:" and "features:" sections')
     build.add_argument('--features', choices=('sift', 'orb'))
     build.add_argument('--max-keypoints', type=int)
@@ -451,6 +468,9 @@ def main(argv=None) -> int:
             FileNotFoundError, RuntimeError) as error:
         print(f'neumap {args.command}: error: {error}', file=sys.stderr)
         return 2
+    except OSError as error:   # disk full, permissions: say so, no traceback
+        print(f'neumap {args.command}: error: {error}', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f'neumap {args.command}: interrupted', file=sys.stderr)
         return 130

@@ -177,6 +177,33 @@ def test_bag_to_dataset_from_tf(bags, kitchen, tmp_path):
                        world_frame='nowhere')
 
 
+def test_a_failed_bag_to_dataset_leaves_nothing_behind(shared_data_dir, tmp_path):
+    """
+    A bag that fails half-way (its calibration changes) writes no frames, and may be rerun.
+
+    Frames without their intrinsics would open later with the layout's default camera.
+    """
+    source, scene = shared_data_dir / 'strecha' / 'fountain-P11', tmp_path / 'scene'
+    (scene / 'images').mkdir(parents=True)
+    (scene / 'cameras').mkdir()
+    for index in range(3):
+        name = f'{index:04d}.jpg'
+        (scene / 'images' / name).symlink_to(source / 'images' / name)
+        lines = (source / 'cameras' / f'{name}.camera').read_text().splitlines()
+        if index == 2:   # another focal length for the last image
+            row = lines[0].split()
+            lines[0] = ' '.join([str(float(row[0]) * 1.01)] + row[1:])
+        (scene / 'cameras' / f'{name}.camera').write_text('\n'.join(lines) + '\n')
+    bag = dataset_to_bag(scene, None, tmp_path / 'bag', 'mcap', drift=False)
+    out = tmp_path / 'out'
+    with pytest.raises(BagError, match='calibration changes'):
+        bag_to_dataset(bag.path, out)
+    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
+    with pytest.raises(BagError, match='calibration changes'):   # not "already holds frames"
+        bag_to_dataset(bag.path, out)
+
+
 def test_bad_bag_requests(bags, tmp_path):
     """Missing bags and topics, and existing outputs, are errors that name the problem."""
     with pytest.raises(BagError, match='does not exist'):

@@ -25,6 +25,7 @@ import pathlib
 import subprocess
 import sys
 
+import cv2
 import pytest
 
 import neumap_ros
@@ -100,6 +101,35 @@ def test_missing_map_file_exits_2(tmp_path, shared_data_dir):
     assert 'does not exist' in line and str(missing) in line
 
 
+def test_an_output_that_is_a_folder_exits_2_before_any_work(tmp_path, shared_data_dir):
+    """build-map --out FOLDER is refused at once (not after mapping), in one line."""
+    folder = tmp_path / 'maps'
+    folder.mkdir()
+    result = neumap('build-map', shared_data_dir / SCENE, '--split', 'interleaved-map',
+                    '--out', folder, '--quiet', cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert f'{folder} is a folder' in error_line(result)
+
+
+@pytest.mark.parametrize('config, flags, message', [
+    ('features: {max_keypoints: "512"}', [], 'max_keypoints must be of type int'),
+    ('mapping: {voxel_size: "2"}', [], 'voxel_size must be of type float'),
+    ('mapping: {voxel_size: 0}', [], 'voxel_size must be > 0.0'),
+    ('', ['--max-keypoints', '-5'], 'max_keypoints must be >= 1'),
+    ('', ['--device', 'bogus'], "device must be auto, cpu or cuda[:N], got 'bogus'")])
+def test_bad_settings_exit_2_before_any_work(tmp_path, shared_data_dir, config, flags,
+                                             message):
+    """Settings of the wrong type or range, from a file or a flag: one line naming them."""
+    settings = tmp_path / 'settings.yaml'
+    settings.write_text(config + '\n')
+    result = neumap('build-map', shared_data_dir / SCENE, '--split', 'interleaved-map',
+                    '--out', tmp_path / 'm.safetensors', '--config', settings, *flags,
+                    '--quiet', cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert message in error_line(result)
+    assert not (tmp_path / 'm.safetensors').exists()
+
+
 @pytest.fixture(scope='module')
 def built_map(tmp_path_factory, shared_data_dir):
     """Build a feature map of 20 kitchen frames with the CLI; return (folder, map, result)."""
@@ -163,6 +193,38 @@ def test_evaluate_localizes_held_back_frames(built_map, shared_data_dir):
     assert plot_path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     # The table on stdout carries the same numbers.
     assert result.stdout.splitlines()[1].split()[:3] == ['features', '5', '5']
+
+
+def test_evaluate_refuses_empty_splits_and_survives_bad_queries(built_map, shared_data_dir,
+                                                                tmp_path):
+    """
+    An empty query split is an error, not a report of zeros; an unreadable query is a failure.
+
+    The bad query (an image of another size than its camera) counts as not localized, with
+    its reason, and the other queries are still scored.
+    """
+    _, map_path, _ = built_map
+    source, scene = shared_data_dir / SCENE, tmp_path / 'scene'
+    scene.mkdir()
+    (scene / 'rgb-camera-intrinsics.txt').symlink_to(source / 'rgb-camera-intrinsics.txt')
+    for name in QUERY_FRAMES[:2]:
+        for suffix in ('color.jpg', 'pose.txt'):
+            (scene / f'{name}.{suffix}').symlink_to(source / f'{name}.{suffix}')
+    (scene / 'split-none.txt').write_text('# no frames\n')
+    result = neumap('evaluate', map_path, scene, '--split', 'none', '--quiet', cwd=tmp_path)
+    assert result.returncode == 2 and 'has no frames to localize' in error_line(result)
+
+    small = cv2.resize(cv2.imread(str(source / f'{QUERY_FRAMES[1]}.color.jpg')), (320, 240))
+    (scene / f'{QUERY_FRAMES[1]}.color.jpg').unlink()
+    cv2.imwrite(str(scene / f'{QUERY_FRAMES[1]}.color.jpg'), small)
+    report_path = tmp_path / 'report.json'
+    result = neumap('evaluate', map_path, scene, '--json', report_path, '--quiet', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report['queries'] == 2 and report['localized'] == 1
+    [bad] = [q for q in report['per_query'] if q['name'] == QUERY_FRAMES[1]]
+    assert bad['status'] == 'bad_input' and 'is 320x240 but its camera is 640x480' in \
+        result.stderr
 
 
 def test_build_map_settings_layer_defaults_config_and_flags():

@@ -33,6 +33,7 @@ from neumap_ros.core.colmap import ColmapError
 from neumap_ros.core.datasets import DatasetError, detect_layout, open_dataset
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig
 from neumap_ros.core.matching import match_descriptors
+from neumap_ros.core.observations import collect_observations
 from neumap_ros.core.triangulation import epipolar_distances, fundamental_matrix
 
 
@@ -156,9 +157,11 @@ def test_missing_folder_is_reported(tmp_path):
         detect_layout(tmp_path / 'file')
 
 
-def write_sevenscenes(root: Path, names, image=True) -> Path:
+def write_sevenscenes(root: Path, names, image=True, intrinsics=True) -> Path:
     """Write a tiny 7-Scenes-layout folder with identity poses and 32x24 images."""
     root.mkdir(parents=True, exist_ok=True)
+    if intrinsics:
+        (root / 'rgb-camera-intrinsics.txt').write_text('30 0 16\n0 30 12\n0 0 1\n')
     for name in names:
         np.savetxt(root / f'{name}.pose.txt', np.eye(4))
         if image:
@@ -206,6 +209,48 @@ def test_broken_sevenscenes_folders(tmp_path):
     assert dataset.frames['frame-000000'].load_depth() is None
 
 
+def test_sevenscenes_without_intrinsics_must_have_the_kinect_size(tmp_path):
+    """The default camera of the layout (fx 525 at 640x480) is never applied to other sizes."""
+    root = write_sevenscenes(tmp_path / 'small', ['frame-000000'], intrinsics=False)
+    with pytest.raises(DatasetError, match='no rgb-camera-intrinsics.txt .* 32x24'):
+        open_dataset(root)
+
+
+def test_an_image_of_another_size_than_its_camera_is_refused(tmp_path):
+    """A resized image in a folder is named when it is read, not mapped with the wrong K."""
+    root = write_sevenscenes(tmp_path / 'mixed', ['frame-000000', 'frame-000001'])
+    cv2.imwrite(str(root / 'frame-000001.color.png'), np.full((12, 16, 3), 90, np.uint8))
+    dataset = open_dataset(root)
+    assert dataset.frames['frame-000000'].load_image().shape == (24, 32, 3)
+    with pytest.raises(DatasetError, match='is 16x12 but its camera is 32x24'):
+        dataset.frames['frame-000001'].load_image()
+
+
+def test_depth_is_chosen_per_split(shared_data_dir, tmp_path):
+    """
+    A frame without depth outside the split leaves the split's RGB-D mapping alone.
+
+    Inside the split it is an error naming it: a silent switch to triangulation would make a
+    slower, less accurate map.
+    """
+    source, root = shared_data_dir / '7scenes-redkitchen', tmp_path / 'kitchen'
+    root.mkdir()
+    (root / 'rgb-camera-intrinsics.txt').symlink_to(source / 'rgb-camera-intrinsics.txt')
+    for index in range(4):
+        name = f'frame-{index:06d}'
+        suffixes = ('color.jpg', 'pose.txt') + (('depth.png',) if index < 3 else ())
+        for suffix in suffixes:
+            (root / f'{name}.{suffix}').symlink_to(source / f'{name}.{suffix}')
+    (root / 'split-rgbd.txt').write_text('frame-000000\nframe-000001\nframe-000002\n')
+    (root / 'split-mixed.txt').write_text('frame-000002\nframe-000003\n')
+    dataset = open_dataset(root)
+    features = FeatureConfig(max_keypoints=300)
+    observations = collect_observations(dataset, dataset.split('rgbd'), features, False)
+    assert observations.valid.mean() > 0.5   # depth, not a few triangulated points
+    with pytest.raises(DatasetError, match='1 of 2 frames have no depth image .*frame-000003'):
+        collect_observations(dataset, dataset.split('mixed'), features, False)
+
+
 def test_broken_strecha_folders(tmp_path):
     """A camera file without image, an unparsable one, or none at all -> DatasetError."""
     root = tmp_path / 'strecha'
@@ -234,12 +279,17 @@ def colmap_scene(seed: int = 0):
 
 
 def pinhole_of(model):
-    """Return the PinholeCamera a (name, width, height, params) COLMAP camera must become."""
+    """
+    Return the PinholeCamera a (name, width, height, params) COLMAP camera must become.
+
+    COLMAP's pixel centres sit at +0.5 (its documented convention), OpenCV's at 0.
+    """
     name, width, height, params = model
     if name == 'PINHOLE':
-        return PinholeCamera(width, height, *params)
+        fx, fy, cx, cy = params
+        return PinholeCamera(width, height, fx, fy, cx - 0.5, cy - 0.5)
     f, cx, cy, k = params
-    return PinholeCamera(width, height, f, f, cx, cy, (k, 0.0, 0.0, 0.0))
+    return PinholeCamera(width, height, f, f, cx - 0.5, cy - 0.5, (k, 0.0, 0.0, 0.0))
 
 
 def world_to_camera(pose):
@@ -250,7 +300,7 @@ def world_to_camera(pose):
 
 
 def observations_of(scene):
-    """Return per image (pixels, point ids): the first 20 points, pinhole projections."""
+    """Return per image (pixels, point ids): the first 20 points, projected (OpenCV pixels)."""
     cameras, poses, _, camera_ids, points = scene
     result = []
     for pose, camera_id in zip(poses, camera_ids):
@@ -274,7 +324,8 @@ def write_colmap_text(model_dir: Path, scene, empty_image: int = -1) -> None:
         lines.append(f'{index + 1} ' + ' '.join(f'{v:.17g}' for v in [*q, *t]) +
                      f' {camera_ids[index]} {name}')
         lines.append('' if index == empty_image else
-                     ' '.join(f'{u:.17g} {v:.17g} {i}' for (u, v), i in zip(pixels, ids)))
+                     ' '.join(f'{u + 0.5:.17g} {v + 0.5:.17g} {i}'   # COLMAP's pixels
+                              for (u, v), i in zip(pixels, ids)))
     (model_dir / 'images.txt').write_text('\n'.join(lines) + '\n')
     (model_dir / 'points3D.txt').write_text(''.join(
         f'{i} {x:.17g} {y:.17g} {z:.17g} 128 128 128 0.5 1 {i}\n'
@@ -298,7 +349,7 @@ def write_colmap_binary(model_dir: Path, scene) -> None:
         data += struct.pack('<i7di', index + 1, *q, *t, camera_ids[index])
         data += name.encode() + b'\x00' + struct.pack('<Q', len(ids))
         for (u, v), i in zip(pixels, ids):
-            data += struct.pack('<ddq', u, v, i)
+            data += struct.pack('<ddq', u + 0.5, v + 0.5, i)   # COLMAP's pixel convention
     (model_dir / 'images.bin').write_bytes(data)
     data = struct.pack('<Q', len(points))
     for i, xyz in enumerate(points):
@@ -372,6 +423,49 @@ def test_colmap_image_without_points_keeps_the_model_aligned(tmp_path):
         assert len(images[scene[2][0]].points2d) == 20
 
 
+def test_colmap_points_reach_the_keypoints_they_were_seen_at(kitchen, tmp_path):
+    """
+    A COLMAP model of real kitchen frames gives each keypoint the 3D point observed there.
+
+    The model follows COLMAP's conventions: pixel centres at +0.5 (principal point and 2D
+    observations) and image names with a subfolder under images/.
+    """
+    features = FeatureConfig(max_keypoints=200)
+    frames = [kitchen.frames[f'frame-{i:06d}'] for i in (0, 10, 20)]
+    camera = frames[0].camera
+    root = tmp_path / 'colmap'
+    (root / 'images' / 'seq').mkdir(parents=True)
+    cameras = f'1 PINHOLE 640 480 {camera.fx} {camera.fy} {camera.cx + 0.5} {camera.cy + 0.5}\n'
+    images, points, expected = [], [], {}
+    for index, frame in enumerate(frames):
+        (root / 'images' / 'seq' / f'{frame.name}.jpg').symlink_to(frame.image_path)
+        seen = collect_observations(kitchen, [frame], features, False)
+        keep = np.flatnonzero(seen.valid)[:50]
+        q, t = world_to_camera(frame.T_world_camera)
+        images.append(f'{index + 1} ' + ' '.join(f'{v:.17g}' for v in [*q, *t]) +
+                      f' 1 seq/{frame.name}.jpg')
+        images.append(' '.join(f'{u + 0.5:.17g} {v + 0.5:.17g} {len(points) + k}'
+                               for k, (u, v) in enumerate(seen.keypoints[keep])))
+        expected[frame.name] = (seen.keypoints[keep], seen.xyz[keep])
+        points.extend(seen.xyz[keep])
+    (root / 'cameras.txt').write_text(cameras)
+    (root / 'images.txt').write_text('\n'.join(images) + '\n')
+    (root / 'points3D.txt').write_text(''.join(
+        f'{i} {x:.9g} {y:.9g} {z:.9g} 128 128 128 0.5 1 {i}\n' for i, (x, y, z) in
+        enumerate(points)))
+    (root / 'split-map.txt').write_text('seq/frame-000000.jpg\nseq/frame-000010\n')
+    dataset = open_dataset(root)
+    assert sorted(dataset.frames) == [f'seq/{f.name}' for f in frames]
+    assert [f.name for f in dataset.split('map')] == ['seq/frame-000000', 'seq/frame-000010']
+    assert dataset.frames['seq/frame-000000'].camera == camera
+    observed = collect_observations(dataset, dataset.split('all'), features, False)
+    for index, frame in enumerate(frames):
+        pixels, xyz = expected[frame.name]
+        mine = observed.frame_index == index
+        lookup = {tuple(k): x for k, x in zip(observed.keypoints[mine], observed.xyz[mine])}
+        np.testing.assert_allclose([lookup[tuple(k)] for k in pixels], xyz, atol=1e-5)
+
+
 def test_broken_colmap_models(tmp_path):
     """Missing images/, truncated binary files and fisheye cameras give clear errors."""
     scene = colmap_scene()
@@ -393,3 +487,10 @@ def test_broken_colmap_models(tmp_path):
     with pytest.raises(ColmapError, match='not supported'):
         open_dataset(root)
     assert issubclass(ColmapError, ValueError)
+    root = tmp_path / 'unknown-camera'
+    write_colmap_text(root, scene)
+    write_images(root, scene)
+    text = (root / 'cameras.txt').read_text()
+    (root / 'cameras.txt').write_text(text.replace('\n2 SIMPLE_RADIAL', '\n5 SIMPLE_RADIAL'))
+    with pytest.raises(DatasetError, match='uses camera 2, which its cameras file'):
+        open_dataset(root)

@@ -374,6 +374,19 @@ def test_unsupported_format_versions_are_refused(tmp_path, version, feature_map_
             loader(bad)
 
 
+def test_mistyped_metadata_is_refused_by_name(tmp_path, feature_map_file, neural_map_file):
+    """A hand-edited header (a string for a count, a list for an object) gives MapFormatError."""
+    for loader, source in ((FeatureMap.load, feature_map_file),
+                           (NeuralMap.load, neural_map_file)):
+        _, meta = raw_contents(source)
+        features = dict(meta['features'], max_keypoints='1024')
+        for metadata, message in (({'info': [1, 2, 3]}, 'metadata "info" must be an object'),
+                                  ({'features': features}, 'max_keypoints must be of type int')):
+            bad = rewritten(source, tmp_path / 'typed.safetensors', metadata=metadata)
+            with pytest.raises(MapFormatError, match=message):
+                loader(bad)
+
+
 def test_nan_in_any_float_tensor_is_refused(tmp_path, feature_map_file, neural_map_file):
     """A NaN or inf in points, codes, anchors or weights is refused, naming the tensor."""
     cases = [(FeatureMap.load, feature_map_file, 'xyz'),

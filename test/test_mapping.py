@@ -157,6 +157,34 @@ def test_time_budget_stops_optimisation_early(scene, decoder):
     assert neural.info['mapping_seconds'] < 60
 
 
+def test_a_checkpoint_resumes_a_run_and_outlives_it(scene, decoder, tmp_path, caplog):
+    """
+    An interrupted run resumes from its last checkpoint; a finished one keeps its checkpoint.
+
+    The checkpoint then holds the final codes, so a map that could not be written is rebuilt
+    from it without optimising again (build_map deletes it once the map is on disk).
+    """
+    checkpoint = tmp_path / 'mapping.ckpt'
+    settings = MappingConfig(**dict(SETTINGS, iterations=300))
+
+    def interrupt(stage, fraction):
+        if fraction > 0.9:   # past the checkpoint at step 250
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_neural_map(scene, decoder, FEATURES, settings, False, checkpoint,
+                         on_progress=interrupt)
+    assert checkpoint.exists()
+    with caplog.at_level('INFO', logger='neumap_ros.core.mapping'):
+        finished = build_neural_map(scene, decoder, FEATURES, settings, False, checkpoint)
+    assert 'resuming mapping' in caplog.text and 'step 250' in caplog.text
+    assert min(entry[1] for entry in finished.info['mapping_loss']) >= 250
+    assert checkpoint.exists()
+    again = build_neural_map(scene, decoder, FEATURES, settings, False, checkpoint)
+    assert again.info['mapping_loss'] == []   # nothing left to optimise
+    np.testing.assert_array_equal(again.codes, finished.codes)
+
+
 def test_mapping_reports_progress_through_both_stages(scene, decoder):
     """Fractions rise through 'codes' then 'finetune' and end at 1.0."""
     reports = []

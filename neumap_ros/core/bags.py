@@ -38,8 +38,10 @@ import contextlib
 from dataclasses import dataclass, field
 import json
 import math
+import os
 from pathlib import Path
 import shutil
+import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
 import cv2
@@ -539,7 +541,27 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.glob('frame-*')):
         raise BagError(f'{out_dir} already holds frames; choose an empty folder')
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Written next to the target and moved in at the end: a bag that fails half-way leaves no
+    # frames behind without their calibration (which would open with a default camera).
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.partial',
+                                    dir=out_dir.parent))
+    try:
+        names, skipped, has_depth, source = _write_frames(
+            bag, staging, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
+            camera_frame, every, max_frames, split_name, sync_tolerance_s, progress)
+        out_dir.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name)
+
+
+def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, depth_topic,
+                  world_frame, camera_frame, every, max_frames, split_name, sync_tolerance_s,
+                  progress) -> tuple:
+    """Write the dataset files of :func:`bag_to_dataset` into ``out_dir``."""
     names, stamps, skipped = [], [], 0
     K = None
     has_depth = bool(depth_topic)
@@ -589,7 +611,7 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     (out_dir / f'split-{split_name}.txt').write_text('\n'.join(names) + '\n')
     (out_dir / 'timestamps.txt').write_text(
         ''.join(f'{n} {s}\n' for n, s in zip(names, stamps)))
-    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name)
+    return names, skipped, has_depth, source
 
 
 # --- offline evaluation -----------------------------------------------------------------------

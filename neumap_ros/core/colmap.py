@@ -56,7 +56,7 @@ class Image:
     name: str
     rotation_camera_world: np.ndarray
     translation: np.ndarray
-    points2d: np.ndarray     # (N, 2) pixels
+    points2d: np.ndarray     # (N, 2) pixels, COLMAP's convention (see PIXEL_CENTRE)
     point3d_ids: np.ndarray  # (N,) int, -1 for unmatched
 
 
@@ -79,9 +79,21 @@ def find_model_dir(root: Path) -> Optional[Path]:
     return None
 
 
+# COLMAP puts the centre of the top-left pixel at (0.5, 0.5); OpenCV, and the keypoints here,
+# at (0, 0). Principal points and 2D observations move by this much between the two.
+PIXEL_CENTRE = 0.5
+
+
 def to_pinhole(camera: Camera) -> PinholeCamera:
-    """Convert the perspective COLMAP models to :class:`PinholeCamera` with OpenCV distortion."""
+    """
+    Convert the perspective COLMAP models to :class:`PinholeCamera` with OpenCV distortion.
+
+    The principal point moves to OpenCV's pixel convention (see ``PIXEL_CENTRE``).
+    """
     p = [float(v) for v in camera.params]
+    centre = 1 if camera.model in ('SIMPLE_PINHOLE', 'SIMPLE_RADIAL', 'RADIAL') else 2
+    p[centre] -= PIXEL_CENTRE
+    p[centre + 1] -= PIXEL_CENTRE
     if camera.model == 'SIMPLE_PINHOLE':
         return PinholeCamera(camera.width, camera.height, p[0], p[0], p[1], p[2])
     if camera.model == 'PINHOLE':

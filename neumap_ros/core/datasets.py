@@ -58,10 +58,15 @@ class Frame:
     depth_path: Optional[Path] = None
 
     def load_image(self) -> np.ndarray:
-        """BGR uint8 image; raises DatasetError if unreadable."""
-        image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
+        """BGR uint8 image; raises DatasetError if unreadable or not the camera's size."""
+        # Pixels as the sensor wrote them, as calibrated: an EXIF orientation tag must not
+        # rotate them away from the camera model.
+        image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
             raise DatasetError(f'cannot read image {self.image_path}')
+        if (image.shape[1], image.shape[0]) != (self.camera.width, self.camera.height):
+            raise DatasetError(f'{self.image_path} is {image.shape[1]}x{image.shape[0]} but its '
+                               f'camera is {self.camera.width}x{self.camera.height}')
         return image
 
     def load_depth(self) -> Optional[np.ndarray]:
@@ -115,7 +120,9 @@ def _read_list(path: Path) -> list:
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith('#'):
-            names.append(Path(line).stem if line.endswith(('.jpg', '.png')) else line)
+            # An image file name (any case, subfolders kept) names the frame without suffix.
+            is_image = line.lower().endswith(('.jpg', '.jpeg', '.png'))
+            names.append(Path(line).with_suffix('').as_posix() if is_image else line)
     return names
 
 
@@ -179,6 +186,11 @@ def _open_sevenscenes(root: Path) -> Dataset:
             if probe is None:
                 raise DatasetError(f'cannot read image {image_path}')
             size = (probe.shape[1], probe.shape[0])
+            if not intrinsics.exists() and size != (640, 480):
+                # The default is the Kinect camera of 7-Scenes: wrong for any other size.
+                raise DatasetError(f'{root} has no rgb-camera-intrinsics.txt and its images '
+                                   f'are {size[0]}x{size[1]}, not the 640x480 of the 7-Scenes '
+                                   f'camera assumed without it')
         depth_path = root / f'{name}.depth.png'
         pose = orthonormalize_transform(_read_matrix(pose_path, (4, 4)))
         frames[name] = Frame(name, image_path, pose,
@@ -226,6 +238,9 @@ def _open_colmap(root: Path) -> Dataset:
         raise DatasetError(f'COLMAP dataset {root} needs an images/ folder next to the model')
     frames = {}
     for image in model.images.values():
+        if image.camera_id not in model.cameras:
+            raise DatasetError(f'image {image.name} of {model_dir} uses camera '
+                               f'{image.camera_id}, which its cameras file does not hold')
         camera = colmap.to_pinhole(model.cameras[image.camera_id])
         T_camera_world = make_transform(image.rotation_camera_world, image.translation)
         name = Path(image.name).with_suffix('').as_posix()

@@ -15,12 +15,19 @@
 """Accuracy and latency of a localizer on posed query images, as a JSON-ready report."""
 
 from dataclasses import asdict, dataclass
+import logging
 from typing import Optional
 
 import numpy as np
 
+from neumap_ros.core.camera import CameraError
+from neumap_ros.core.datasets import DatasetError
+from neumap_ros.core.features import ImageError
 from neumap_ros.core.geometry import pose_errors
+from neumap_ros.core.localizer import LocalizationResult
 from neumap_ros.core.progress import progress_bar
+
+LOG = logging.getLogger(__name__)
 
 # Report key -> (metres, degrees) of the recalls in every report.
 RECALL_THRESHOLDS = {'0.02m_2deg': (0.02, 2.0), '0.05m_5deg': (0.05, 5.0),
@@ -65,7 +72,12 @@ def evaluate_frames(localizer, frames: list, progress: bool = True) -> list:
     records = []
     for index, frame in enumerate(progress_bar(frames, progress, desc='localize',
                                                unit='img')):
-        result = localizer.localize(frame.load_image(), frame.camera)
+        try:
+            result = localizer.localize(frame.load_image(), frame.camera)
+        except (CameraError, DatasetError, ImageError) as error:
+            # One unreadable or mis-sized query is a failed query, not a lost evaluation.
+            LOG.warning('query %s: %s', frame.name, error)
+            result = LocalizationResult(False, 'bad_input', str(error))
         records.append(record_from_result(frame.name, float(index), result,
                                           frame.T_world_camera))
     return records

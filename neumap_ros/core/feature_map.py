@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from neumap_ros.core.features import DESCRIPTOR_DIMS, EXTRACTORS, FeatureConfig
-from neumap_ros.core.map_io import MapFormatError, read_tensor_file, require, \
+from neumap_ros.core.map_io import info_of, MapFormatError, read_tensor_file, require, \
     write_tensor_file
 from neumap_ros.core.observations import Observations
 from neumap_ros.core.retrieval import document_histograms, train_vocabulary, Vocabulary
@@ -84,7 +84,7 @@ class FeatureMap:
             raise MapFormatError(f'{path}: frame index out of range')
         return cls(config, frame_index, descriptors, xyz, centres,
                    Vocabulary(words.astype(np.float32), idf), histograms.astype(np.float32),
-                   dict(meta.get('info') or {}))
+                   info_of(meta, path))
 
 
 def build_feature_map(observations: Observations, feature_config: FeatureConfig,

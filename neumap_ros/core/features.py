@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from neumap_ros.core.settings import check_settings
+
 
 class ImageError(ValueError):
     """Raised for images that cannot be processed (empty, wrong type, non-finite...)."""
@@ -40,6 +42,11 @@ class FeatureConfig:
     contrast_threshold: float = 0.02
     # Detect on an image whose longer side is at most this many pixels (0: full resolution).
     max_image_side: int = 0
+
+    def __post_init__(self):
+        """Refuse wrong types and sizes (from YAML, flags or a map file) now, by name."""
+        check_settings(self, at_least={'max_keypoints': 1, 'max_image_side': 0,
+                                       'contrast_threshold': 0.0})
 
     def to_dict(self) -> dict:
         """JSON-friendly form for map metadata."""

@@ -24,6 +24,7 @@ from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.feature_map import build_feature_map
 from neumap_ros.core.features import FeatureConfig
+from neumap_ros.core.map_io import require_writable
 from neumap_ros.core.mapping import build_neural_map, MappingConfig, require_decoder_fits
 from neumap_ros.core.observations import collect_observations
 
@@ -73,6 +74,9 @@ def build_map(request: BuildRequest) -> BuildSummary:
     if request.method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {request.method!r}')
     started = time.monotonic()
+    require_writable(request.output)   # not after minutes of work
+    if request.checkpoint is not None:
+        require_writable(request.checkpoint)
     dataset = open_dataset(request.dataset)
     frames = dataset.split(request.split)
     if not frames:
@@ -108,6 +112,8 @@ def build_map(request: BuildRequest) -> BuildSummary:
     built.info['mapping_seconds'] = round(seconds, 2)
     report('saving', max(share, 0.95))
     size = built.save(request.output)
+    if request.checkpoint is not None and Path(request.checkpoint).exists():
+        Path(request.checkpoint).unlink()   # only now: the map it leads to is on disk
     report('saved', 1.0)
     return BuildSummary(Path(request.output), request.method, size, len(frames), valid, seconds,
                         dict(built.info))

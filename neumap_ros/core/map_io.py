@@ -38,6 +38,24 @@ class MapFormatError(ValueError):
     """Raised for files that are not valid maps/weights of the expected kind and version."""
 
 
+class OutputPathError(ValueError):
+    """Raised when a file cannot be written where it was asked for."""
+
+
+def require_writable(path) -> None:
+    """Fail now, saying why, if ``path`` cannot be written (missing folders may be made)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f'{path} is a folder; give the name of the file to write')
+    ancestor = path.parent
+    while not ancestor.exists():   # atomic_write_bytes creates the missing folders
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f'cannot write {path}: {ancestor} is a file, not a folder')
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(f'cannot write {path}: no permission to write in {ancestor}')
+
+
 # The process umask, read once at import (reading it means setting it, which is not
 # thread-safe later): written files get the permissions open() would give them.
 _UMASK = os.umask(0o022)
@@ -100,6 +118,15 @@ def read_tensor_file(path, kind: str, supported_versions) -> tuple:
     except (SafetensorError, ValueError) as error:
         raise MapFormatError(f'{path} is corrupt: {error}')
     return tensors, metadata
+
+
+def info_of(metadata: dict, path='map') -> dict:
+    """Return the free-form ``info`` object of a file's metadata (a copy; {} if absent)."""
+    info = metadata.get('info') or {}
+    if not isinstance(info, dict):
+        raise MapFormatError(f'{path}: metadata "info" must be an object, '
+                             f'got {type(info).__name__}')
+    return dict(info)
 
 
 def require(tensors: dict, name: str, shape: tuple, dtypes, path='map') -> np.ndarray:

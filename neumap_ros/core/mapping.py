@@ -39,6 +39,7 @@ from neumap_ros.core.neural_map import as_stored, CODE_PRECISIONS, NeuralMap
 from neumap_ros.core.observations import Observations
 from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.retrieval import document_histograms, train_vocabulary
+from neumap_ros.core.settings import check_settings
 from neumap_ros.core.track_points import TrackPointOptions, with_track_points
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
@@ -72,6 +73,17 @@ class MappingConfig:
     track_point_depth_sigma_m: float = 0.05
     vocabulary_size: int = 256
     seed: int = 0
+
+    def __post_init__(self):
+        """Refuse wrong types and ranges (from YAML, flags or presets) now, by name."""
+        check_settings(
+            self,
+            at_least={'landmarks_per_voxel': 0, 'min_points_per_voxel': 1,
+                      'min_frames_per_voxel': 1, 'iterations': 0, 'time_budget_s': 0.0,
+                      'voxels_per_batch': 1, 'positives_per_voxel': 1, 'negatives_per_voxel': 0,
+                      'importance_l1': 0.0, 'prune_threshold': 0.0, 'finetune_iterations': 0,
+                      'vocabulary_size': 2},
+            above={'voxel_size': 0.0, 'learning_rate': 0.0, 'track_point_depth_sigma_m': 0.0})
 
     def to_dict(self) -> dict:
         """JSON-friendly form (stored in the map's info)."""
@@ -197,6 +209,9 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     """
     Map a scene with a frozen decoder. ``checkpoint_path`` makes the run resumable.
 
+    The checkpoint ends holding the finished codes, so a run whose map could not be saved
+    resumes at the end; delete it once the map is written.
+
     ``on_progress(stage, fraction)`` follows the optimisation ('codes', then 'finetune'):
     ``fraction`` counts iterations of both stages and reaches 1.0 at the end.
     """
@@ -283,8 +298,8 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                     'mapping_voxels': len(grid), 'kept_codes': int(codes.mask.sum()),
                     'landmarks': int(samples.landmark_valid.sum()),
                     'mapping_loss': history})
-    if checkpoint_path is not None and checkpoint_path.exists():
-        checkpoint_path.unlink()
+    # Kept until the map is on disk (build_map removes it): a failed save loses no work.
+    save_checkpoint(step, 'done')
     return NeuralMap(grid, final_codes, final_weights, codes.mask.numpy().copy(),
                      final_positions, vocabulary, histograms, decoder.config,
                      decoder_hash(decoder), feature_config, details, config.code_precision)

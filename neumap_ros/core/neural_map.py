@@ -25,7 +25,7 @@ import numpy as np
 
 from neumap_ros.core.decoder import DecoderConfig
 from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
-from neumap_ros.core.map_io import MapFormatError, read_tensor_file, require, \
+from neumap_ros.core.map_io import info_of, MapFormatError, read_tensor_file, require, \
     write_tensor_file
 from neumap_ros.core.retrieval import Vocabulary
 from neumap_ros.core.voxels import VoxelGrid
@@ -175,4 +175,4 @@ class NeuralMap:
         return cls(grid, codes, weights, mask, positions,
                    Vocabulary(words.astype(np.float32), idf.copy()),
                    histograms.astype(np.float32), decoder_config, decoder_hash,
-                   feature_config, dict(meta.get('info') or {}), precision)
+                   feature_config, info_of(meta, path), precision)

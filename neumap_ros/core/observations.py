@@ -28,7 +28,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from neumap_ros.core.camera import PinholeCamera
-from neumap_ros.core.datasets import Dataset
+from neumap_ros.core.colmap import PIXEL_CENTRE
+from neumap_ros.core.datasets import Dataset, DatasetError
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig
 from neumap_ros.core.geometry import transform_points
 from neumap_ros.core.map_io import atomic_write_bytes
@@ -120,15 +121,23 @@ def collect_observations(dataset: Dataset, frames: list, config: FeatureConfig,
     ``on_frame(done, total)`` is called after each frame (progress for callers with no
     terminal, such as the map builder node).
     """
+    # Depth is decided per split, not per folder: one stray frame without depth elsewhere
+    # must not silently turn an RGB-D map into a slower, less accurate triangulated one.
+    without_depth = [f.name for f in frames if f.depth_path is None]
+    use_depth = not without_depth
+    if without_depth and len(without_depth) < len(frames):
+        raise DatasetError(f'{len(without_depth)} of {len(frames)} frames have no depth image '
+                           f'(e.g. {without_depth[:3]}): add their depth or leave them out '
+                           f'of the split')
     extractor = create_extractor(config)
     per_frame = []
     for index, frame in enumerate(progress_bar(frames, progress, desc='features', unit='img')):
-        depth = frame.load_depth() if dataset.has_depth else None
+        depth = frame.load_depth() if use_depth else None
         per_frame.append(observe_frame(extractor, frame.load_image(), frame.camera,
                                        frame.T_world_camera, depth, max_depth))
         if on_frame is not None:
             on_frame(index + 1, len(frames))
-    if not dataset.has_depth:
+    if not use_depth:
         keypoints = [p[0] for p in per_frame]
         xyz = [p[2] for p in per_frame]
         if dataset.colmap_model is not None:
@@ -182,13 +191,15 @@ def _colmap_points(dataset, frames, keypoints, xyz, max_distance_px: float = 2.0
     """Give keypoints the 3D point of a COLMAP observation within ``max_distance_px``."""
     model = dataset.colmap_model
     by_name = {image.name: image for image in model.images.values()}
+    image_dir = dataset.root / 'images'
     result = []
     for frame, pixels, points in zip(frames, keypoints, xyz):
-        image = by_name.get(frame.image_path.name)
+        # The model names images by their path under images/, subfolders included.
+        image = by_name.get(frame.image_path.relative_to(image_dir).as_posix())
         points = points.copy()
         if image is not None and len(pixels):
             has_point = image.point3d_ids >= 0
-            observed = frame.camera.undistort_points(image.points2d[has_point])
+            observed = frame.camera.undistort_points(image.points2d[has_point] - PIXEL_CENTRE)
             ids = image.point3d_ids[has_point]
             if len(observed):
                 distance, nearest = cKDTree(observed).query(pixels, k=1)

@@ -1,0 +1,55 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Checks for settings dataclasses, whose values arrive from YAML files, flags and map files.
+
+A string where a number belongs (``max_keypoints: "512"``) or a negative size would otherwise
+fail deep inside OpenCV or torch, minutes into a build. Each settings class calls
+:func:`check_settings` when it is made, so the mistake is named where it was made.
+"""
+
+from dataclasses import fields
+from typing import Optional
+
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+
+def check_settings(settings, at_least: Optional[dict] = None,
+                   above: Optional[dict] = None) -> None:
+    """
+    Raise ValueError naming the first field of a wrong type or out of range.
+
+    Whole numbers given for float fields become floats (``voxel_size: 1`` is fine).
+    ``at_least`` and ``above`` map field names to their inclusive / exclusive lower bounds.
+    """
+    owner = type(settings).__name__
+    for field in fields(settings):
+        kind = _TYPES.get(field.type, field.type) if isinstance(field.type, str) else field.type
+        if kind not in _TYPES.values():
+            continue
+        value = getattr(settings, field.name)
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if kind is float and whole:
+            value = float(value)
+            object.__setattr__(settings, field.name, value)   # frozen dataclasses too
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ValueError(f'{owner} setting {field.name} must be of type {kind.__name__}, '
+                             f'got {value!r}')
+        if field.name in (at_least or {}) and not value >= at_least[field.name]:   # NaN too
+            raise ValueError(f'{owner} setting {field.name} must be >= '
+                             f'{at_least[field.name]}, got {value}')
+        if field.name in (above or {}) and not value > above[field.name]:
+            raise ValueError(f'{owner} setting {field.name} must be > {above[field.name]}, '
+                             f'got {value}')
