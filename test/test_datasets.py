@@ -226,6 +226,30 @@ def test_an_image_of_another_size_than_its_camera_is_refused(tmp_path):
         dataset.frames['frame-000001'].load_image()
 
 
+def test_gray_and_16_bit_images_load_as_8_bit_bgr(shared_data_dir, tmp_path):
+    """
+    A 12-bit mono frame in a 16-bit PNG keeps its contrast (as live mono16 frames do).
+
+    OpenCV's plain colour read keeps the high byte only: the frame came back almost black
+    and without keypoints.
+    """
+    source = shared_data_dir / '7scenes-redkitchen'
+    gray = cv2.imread(str(source / 'frame-000040.color.jpg'), cv2.IMREAD_GRAYSCALE)
+    root = write_sevenscenes(tmp_path / 'mono', ['frame-000000', 'frame-000001'],
+                             intrinsics=False)
+    for name in ('frame-000000', 'frame-000001'):
+        (root / f'{name}.color.png').unlink()
+    cv2.imwrite(str(root / 'frame-000000.color.png'), gray.astype(np.uint16) * 16)   # 12 bits
+    cv2.imwrite(str(root / 'frame-000001.color.png'), gray)
+    dataset = open_dataset(root)
+    extractor = create_extractor(FeatureConfig(max_keypoints=500))
+    for name in ('frame-000000', 'frame-000001'):
+        image = dataset.frames[name].load_image()
+        assert image.dtype == np.uint8 and image.shape == (480, 640, 3)
+        assert image.max() >= 250
+        assert len(extractor.extract(image)) == 500
+
+
 def test_depth_is_chosen_per_split(shared_data_dir, tmp_path):
     """
     A frame without depth outside the split leaves the split's RGB-D mapping alone.

@@ -36,6 +36,7 @@ import numpy as np
 
 from neumap_ros.core import colmap
 from neumap_ros.core.camera import PinholeCamera
+from neumap_ros.core.features import uint16_to_uint8
 from neumap_ros.core.geometry import invert_transform, make_transform, orthonormalize_transform
 
 
@@ -58,12 +59,27 @@ class Frame:
     depth_path: Optional[Path] = None
 
     def load_image(self) -> np.ndarray:
-        """BGR uint8 image; raises DatasetError if unreadable or not the camera's size."""
+        """
+        Return the BGR uint8 image; raises DatasetError if unreadable or not the camera's size.
+
+        Gray and 16-bit files (e.g. from a mono16 camera) come back as BGR uint8 too.
+        """
         # Pixels as the sensor wrote them, as calibrated: an EXIF orientation tag must not
         # rotate them away from the camera model.
-        image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = cv2.imread(str(self.image_path),
+                           cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
             raise DatasetError(f'cannot read image {self.image_path}')
+        if image.dtype == np.uint16:
+            # OpenCV's 8-bit read would keep the high byte: near black for a 12-bit camera.
+            image = uint16_to_uint8(image)
+        elif image.dtype != np.uint8:
+            raise DatasetError(f'{self.image_path}: {image.dtype} pixels are not supported '
+                               f'(8 or 16 bits)')
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         if (image.shape[1], image.shape[0]) != (self.camera.width, self.camera.height):
             raise DatasetError(f'{self.image_path} is {image.shape[1]}x{image.shape[0]} but its '
                                f'camera is {self.camera.width}x{self.camera.height}')

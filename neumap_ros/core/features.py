@@ -78,6 +78,12 @@ class Features:
                         self.kind)
 
 
+def uint16_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit image by its own range: 12-bit cameras in 16-bit words keep contrast."""
+    top = float(image.max())
+    return (image.astype(np.float32) * (255.0 / top if top > 0 else 0.0)).astype(np.uint8)
+
+
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """Convert an image (gray, BGR, BGRA; uint8, uint16 or float) to 8-bit gray, validating it."""
     if image is None or not isinstance(image, np.ndarray):
@@ -91,9 +97,7 @@ def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         gray = image
     elif image.dtype == np.uint16:
-        # Scale by the frame's own range so 16-bit mono cameras keep their contrast.
-        top = float(image.max())
-        gray = (image.astype(np.float32) * (255.0 / top if top > 0 else 0.0)).astype(np.uint8)
+        gray = uint16_to_uint8(image)
     elif np.issubdtype(image.dtype, np.floating):
         if not np.all(np.isfinite(image)):
             raise ImageError('image contains NaN or infinite values')
