@@ -373,7 +373,8 @@ def test_compressed_images_and_base_tf(ros_context, ros_process, feature_map, ki
     """
     JPEG frames on <image>/compressed give the base_link pose and map -> base_link (tf_mode base).
 
-    The camera is mounted on base_link by a static transform published here; the node turns
+    The camera is mounted on base_link by a static transform published here (no pose goes out
+    before it is known); the node turns
     the camera pose into the base pose through it, for a robot without odometry. A burst of
     frames faster than max_rate_hz is thinned to the newest frame, the rest counted as dropped.
     """
@@ -386,10 +387,6 @@ def test_compressed_images_and_base_tf(ros_context, ros_process, feature_map, ki
     ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 10)
     ros.node.create_subscription(TFMessage, '/tf', transforms.append, QoSProfile(depth=100))
     T_base_camera = default_T_base_camera()
-    static = ros.node.create_publisher(TFMessage, '/tf_static', QoSProfile(
-        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    static.publish(TFMessage(transforms=[
-        make_transform_stamped(T_base_camera, 'base_link', CAMERA_FRAME, 0)]))
     images = ros.node.create_publisher(CompressedImage, IMAGE_TOPIC + '/compressed', 5)
     infos = ros.node.create_publisher(CameraInfo, INFO_TOPIC, 5)
     ros_graph.wait_for_subscribers(ros.node, IMAGE_TOPIC + '/compressed', timeout=30.0,
@@ -407,6 +404,19 @@ def test_compressed_images_and_base_tf(ros_context, ros_process, feature_map, ki
         infos.publish(camera_to_camera_info(frame.camera, msg.header))
         images.publish(msg)
         return stamp
+
+    # Before the mount is known, frames localize but no pose goes out: a camera pose on a
+    # topic of base poses would mislead whoever fuses it. Diagnostics say why.
+    publish_until(ros, None, publish,
+                  lambda: 'so no pose is published' in (diagnostics.latest.message
+                                                        if diagnostics.latest else ''),
+                  node, 'a warning about the missing base -> camera transform', period=1.0)
+    assert int(diagnostics.values()['frames_localized']) >= 1 and poses == []
+    assert diagnostics.level() == 1
+    static = ros.node.create_publisher(TFMessage, '/tf_static', QoSProfile(
+        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    static.publish(TFMessage(transforms=[
+        make_transform_stamped(T_base_camera, 'base_link', CAMERA_FRAME, 0)]))
 
     publish_until(ros, None, publish, lambda: poses, node, 'a pose from a JPEG frame',
                   period=1.0)

@@ -29,9 +29,10 @@ so the node never works through a backlog of stale frames, whatever the queue de
 
 Outputs, all stamped with the image stamp:
 
-* ``~/pose`` (PoseWithCovarianceStamped in ``map_frame``): the ``base_frame`` pose when the
-  base -> camera transform is known (covariance propagated over the lever arm), else the camera
-  pose. Nothing is published for a failed frame; the reason goes to diagnostics.
+* ``~/pose`` (PoseWithCovarianceStamped in ``map_frame``): the ``base_frame`` pose (covariance
+  propagated over the lever arm through base -> camera TF), or the camera pose when
+  ``base_frame`` is empty. Nothing is published for a failed frame, nor while base -> camera
+  is unknown; the reason goes to diagnostics.
 * TF (``tf_mode``): ``map -> odom`` computed with odom -> camera at the image stamp (REP-105,
   as amcl; future-dated by ``transform_tolerance`` and republished between fixes), or
   ``map -> base_link`` / ``map -> camera`` (at the image stamp) for robots without odometry.
@@ -81,6 +82,10 @@ from neumap_ros.ros.parameters import coerce, declare_parameters, type_problem
 
 NODE_NAME = 'localizer_node'
 
+# Optical frame (z forward, x right, y down) of a camera looking along a base's x axis.
+BASE_TO_OPTICAL = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0],
+                            [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
 DEVICES = ('auto', 'cpu', 'cuda')
 TF_MODES = ('odom', 'base', 'camera')
 IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
@@ -109,7 +114,8 @@ PARAMETERS = {
     'relocalize_after_failures': (5, 'drop the prior after this many failures in a row'),
     'map_frame': ('map', 'frame of the map and of published poses'),
     'odom_frame': ('odom', 'odometry frame (tf_mode odom)'),
-    'base_frame': ('base_link', 'robot base frame (empty: publish camera poses)'),
+    'base_frame': ('base_link', 'robot base frame whose pose is published (empty: the camera '
+                                'pose)'),
     'camera_frame': ('', 'camera optical frame (empty: the image header frame_id)'),
     'tf_broadcast': (True, 'publish the localization as a transform'),
     'tf_mode': ('odom', 'odom: map->odom (REP-105); base: map->base; camera: map->camera'),
@@ -563,11 +569,16 @@ class LocalizerNode(LifecycleNode):
             return
         # RViz's "2D Pose Estimate" gives the base pose; the localizer wants the camera's.
         camera_frame = c.camera_frame or self._camera_frame_seen
-        if c.base_frame and camera_frame:
+        if c.base_frame and camera_frame and camera_frame != c.base_frame:
             try:
                 T = T @ self._tf.lookup(c.base_frame, camera_frame)
             except TransformError:
-                pass
+                # Without the mount, a camera looking along the base's x axis (REP-103 optical
+                # axes): the base's own axes would point the prior's view cone sideways.
+                T = T @ BASE_TO_OPTICAL
+                self._warn_throttled('initialpose', f'initialpose: no {c.base_frame} -> '
+                                     f'{camera_frame} transform; assuming the camera looks '
+                                     f'along {c.base_frame} x')
         spread = float(np.sqrt(max(np.max(np.diag(covariance)[:3]), 0.0)))
         radius = max(3.0 * spread, 0.5) if spread > 0 else c.prior_radius
         with self._cond:
@@ -750,7 +761,7 @@ class LocalizerNode(LifecycleNode):
         stamp_ns = pair.stamp
         T_map_camera, covariance = result.T_world_camera, result.covariance
         pose, pose_cov = T_map_camera, covariance
-        T_map_base = None
+        T_map_base = T_map_camera if c.base_frame == camera_frame else None
         if c.base_frame and c.base_frame != camera_frame:
             try:
                 T_base_camera = self._lookup(c.base_frame, camera_frame, stamp_ns)
@@ -760,9 +771,15 @@ class LocalizerNode(LifecycleNode):
                                                           T_camera_base)
                 pose = T_map_base
             except TransformError as error:
-                self._tf_warning(f'no {c.base_frame} -> {camera_frame} transform, publishing '
-                                 f'the camera pose instead: {error}')
-        self._pose_pub.publish(make_pose_with_covariance(pose, pose_cov, c.map_frame, stamp_ns))
+                # Never the camera pose in its place: ~/pose says nothing about which body it
+                # describes, and a filter fusing base poses would take it for one.
+                pose = None
+                self._tf_warning(f'no {c.base_frame} -> {camera_frame} transform, so no pose '
+                                 f'is published (base_frame:="" publishes camera poses): '
+                                 f'{error}')
+        if pose is not None:
+            self._pose_pub.publish(make_pose_with_covariance(pose, pose_cov, c.map_frame,
+                                                             stamp_ns))
         tf_ok = True
         if c.tf_broadcast:
             tf_ok = self._broadcast(T_map_camera, T_map_base, camera_frame, stamp_ns)
@@ -790,9 +807,7 @@ class LocalizerNode(LifecycleNode):
             transform = make_transform_stamped(T_map_odom, c.map_frame, c.odom_frame, stamp)
         elif c.tf_mode == 'base':
             if T_map_base is None:
-                self._tf_warning(f'cannot publish {c.map_frame} -> {c.base_frame}: the camera '
-                                 f'is not connected to {c.base_frame}')
-                return False
+                return False   # the missing base -> camera transform is reported already
             transform = make_transform_stamped(T_map_base, c.map_frame, c.base_frame, stamp)
         else:
             transform = make_transform_stamped(T_map_camera, c.map_frame, camera_frame, stamp)
