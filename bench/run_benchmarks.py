@@ -206,6 +206,15 @@ def main(argv=None) -> int:
     parser.add_argument('--features', choices=('sift', 'orb'), default='sift',
                         help='keypoints of both methods; orb writes results_orb.json')
     args = parser.parse_args(argv)
+    # Every mistake before hours of work, not after.
+    known = [s[0] for s in SCENES]
+    unknown = sorted(set(args.scenes) - set(known))
+    if unknown or not args.scenes:
+        parser.error(f'unknown or no --scenes {unknown}; known: {known}')
+    if args.compression and args.features != 'sift':
+        parser.error('--compression is defined for the default (SIFT) keypoints')
+    if args.compression and 'redkitchen-interleaved' not in args.scenes:
+        parser.error('--compression needs the redkitchen-interleaved scene')
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,10 +248,6 @@ def main(argv=None) -> int:
         print(format_table(reports), flush=True)
 
     if args.compression:
-        if suffix:
-            parser.error('--compression is defined for the default (SIFT) keypoints')
-        if kitchen_observations is None:
-            parser.error('--compression needs the redkitchen-interleaved scene')
         kitchen = open_dataset(require_shared_data('7scenes-redkitchen'))
         points = run_compression(kitchen_observations, kitchen, 'interleaved-query', features,
                                  mapping, decoder, maps_dir, log, kitchen_options)
@@ -260,9 +265,11 @@ def main(argv=None) -> int:
         print(f"  {point['setting']:<24} {point['map_bytes'] / 1e6:7.2f} MB  "
               f"{point['recall_5cm_5deg'] * 100:5.1f} % @5cm/5deg  "
               f"{point['recall_10cm_5deg'] * 100:5.1f} % @10cm/5deg")
-    atomic_write_bytes(out_dir / f'results{suffix}.json',
-                       json.dumps(json_safe(results), indent=1).encode())
-    log(f'wrote {out_dir / f"results{suffix}.json"}')
+    # A run of some scenes gets a file of its own: the full results stay as they were.
+    partial = '' if sorted(args.scenes) == sorted(known) else '_partial'
+    path = out_dir / f'results{suffix}{partial}.json'
+    atomic_write_bytes(path, json.dumps(json_safe(results), indent=1).encode())
+    log(f'wrote {path}')
     return 0
 
 

@@ -23,7 +23,7 @@ With a bag the launch ends when the map is written (or the build failed).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, \
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, \
     RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
@@ -51,9 +51,17 @@ def _map_builder(context):
         arguments=['--ros-args', '--log-level', arg('log_level')])
     actions = [node]
     if arg('bag'):
-        actions.append(RegisterEventHandler(OnProcessExit(
-            target_action=node, on_exit=[EmitEvent(event=Shutdown(reason='map built'))])))
+        actions.append(RegisterEventHandler(OnProcessExit(target_action=node,
+                                                          on_exit=_shutdown_saying_how)))
     return actions
+
+
+def _shutdown_saying_how(event, context):
+    # The launch ends with the builder either way; the reason says whether a map came out.
+    if event.returncode == 0:
+        return [EmitEvent(event=Shutdown(reason='map built'))]
+    reason = f'map build failed (map_builder_node exit code {event.returncode})'
+    return [LogInfo(msg=reason), EmitEvent(event=Shutdown(reason=reason))]
 
 
 def generate_launch_description():

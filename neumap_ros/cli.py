@@ -24,6 +24,7 @@ from dataclasses import fields, replace
 import json
 import logging
 from pathlib import Path
+import re
 import sys
 
 import yaml
@@ -35,11 +36,20 @@ class UsageError(Exception):
     """A user mistake worth one clear line (bad path, bad option combination...)."""
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """Safe loading with YAML 1.2 floats: ``1e-3`` is a number (PyYAML reads a string)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'), list('-+0123456789'))
+
+
 def _load_yaml(path) -> dict:
     if not path:
         return {}
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.load(Path(path).read_text(), Loader=_YamlLoader) or {}
     except (OSError, yaml.YAMLError) as error:
         raise UsageError(f'cannot read config {path}: {error}')
     if not isinstance(data, dict):
@@ -280,16 +290,27 @@ def _add_bag_commands(commands) -> None:
 
 def cmd_train(args) -> int:
     """Pretrain the scene-agnostic decoder (single process or under torchrun)."""
+    import datetime
     import os
     import time
 
-    import torch
     from torch import distributed as dist
 
     from neumap_ros.core.decoder_weights import save_decoder, write_model_card
     from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
     from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
     from neumap_ros.core.pretraining import pretrain, PretrainConfig
+    from neumap_ros.core.decoder import resolve_device
+    from neumap_ros.core.map_io import require_writable
+    if args.stop_after is not None and (args.stop_after < 1 or not args.checkpoint):
+        raise UsageError('--stop-after needs a count >= 1 and --checkpoint (the run resumes '
+                         'from it; no weights are written until training ends)')
+    if resolve_device(args.device).type != 'cpu':
+        LOG.info('--device %s: pretraining runs on the CPU in this release', args.device)
+    card = Path(args.model_card or Path(args.out).with_name('MODEL_CARD.md'))
+    for path in (args.out, card, args.checkpoint, args.history):
+        if path:
+            require_writable(path)   # not after an hour of rendering and training
     settings = _load_yaml(args.config)
     try:
         training = PretrainConfig.from_dict(settings.get('training', {}))
@@ -299,7 +320,9 @@ def cmd_train(args) -> int:
     features = _apply(FeatureConfig(), settings.get('features', {}), args.config or 'config')
     overrides = {k: v for k, v in {'iterations': args.iterations,
                                    'time_budget_s': args.time_budget}.items() if v is not None}
-    training = replace(training, **overrides)
+    training = replace(training, **overrides)   # checked again (PretrainConfig)
+    if training.iterations < 1 and not args.init:
+        raise UsageError('--iterations must be >= 1 (0 only with --init, to copy weights)')
     if args.scenes is not None:
         data = replace(data, synthetic_scenes=args.scenes)
     mismatch = descriptor_mismatch(features.kind, training.decoder.descriptor_dim)
@@ -318,8 +341,9 @@ def cmd_train(args) -> int:
         initial.requires_grad_(True)
     distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
     if distributed:
-        backend = 'nccl' if torch.cuda.is_available() and args.device != 'cpu' else 'gloo'
-        dist.init_process_group(backend)
+        # gloo: training runs on the CPU. The long timeout covers rank 0 rendering a cold
+        # scene cache alone (about 80 min for the shipped recipe) while the others wait.
+        dist.init_process_group('gloo', timeout=datetime.timedelta(hours=6))
     rank = dist.get_rank() if distributed else 0
     try:
         started = time.monotonic()
@@ -333,8 +357,14 @@ def cmd_train(args) -> int:
             scenes = training_scenes(data, features, training.decoder.codes_per_voxel,
                                      args.cache, False)
         data_seconds = time.monotonic() - started
-        decoder, history = pretrain(scenes, training, args.checkpoint, not args.quiet,
-                                    decoder=initial, stop_after=args.stop_after or 0)
+        decoder, history, finished = pretrain(scenes, training, args.checkpoint,
+                                              not args.quiet, decoder=initial,
+                                              stop_after=args.stop_after or 0)
+        if not finished:
+            if rank == 0:
+                print(f'stopped after {args.stop_after} iterations; run again with '
+                      f'--checkpoint {args.checkpoint} to resume (no weights written yet)')
+            return 0
         if rank == 0:
             info = {'training': training.to_dict(), 'data': data.to_dict(),
                     'features': features.to_dict(), 'scenes': describe_scenes(scenes),
@@ -345,11 +375,13 @@ def cmd_train(args) -> int:
             if initial is not None:
                 info['initialised_from'] = initial_meta.get('hash')
             digest = save_decoder(args.out, decoder, info)
-            card = Path(args.model_card or Path(args.out).with_name('MODEL_CARD.md'))
-            recipe = ' '.join(['neumap train', *(['--config', args.config] if args.config
-                                                 else []), '--out', args.out,
-                               *(['--model-card', args.model_card] if args.model_card
-                                 else [])])
+            # Every flag that changes the weights, so the card's command remakes them.
+            flags = [('--config', args.config), ('--out', args.out),
+                     ('--model-card', args.model_card), ('--init', args.init),
+                     ('--iterations', args.iterations), ('--scenes', args.scenes),
+                     ('--time-budget', args.time_budget)]
+            recipe = ' '.join(['neumap train'] + [f'{flag} {value}' for flag, value in flags
+                                                  if value is not None])
             write_model_card(card, Path(args.out).name, digest, info, recipe)
             if args.history:
                 Path(args.history).write_text(json.dumps(history))
@@ -431,9 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--iterations', type=int)
     train.add_argument('--time-budget', type=float, help='stop training after this many s')
     train.add_argument('--stop-after', type=int,
-                       help='run this many iterations now, checkpoint, and stop (resume later)')
+                       help='run this many iterations now, checkpoint, and stop without writing '
+                            'weights (resume later; needs --checkpoint)')
     train.add_argument('--scenes', type=int, help='number of synthetic scenes')
-    train.add_argument('--device', default='cpu')
+    train.add_argument('--device', default='cpu',
+                       help='checked; pretraining runs on the CPU in this release')
     train.add_argument('--history', help='write the loss history (JSON) here')
     train.add_argument('--quiet', action='store_true')
     train.set_defaults(handler=cmd_train)

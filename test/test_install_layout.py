@@ -129,3 +129,19 @@ def test_share_directory_found_through_ament_index():
                     f'{os.environ.get("AMENT_PREFIX_PATH")}); run tests through '
                     'tools/run_in_env.sh or source tools/ros_env.sh', pytrace=False)
     assert (share / 'package.xml').is_file()
+
+
+def test_executables_found_where_launch_ros_looks():
+    """
+    ``Node(package='neumap_ros', executable=...)`` resolves in the development environment.
+
+    launch_ros runs <prefix>/lib/<package>/<executable> of the prefix ament_index names.
+    """
+    from ament_index_python.packages import get_package_prefix
+
+    lib = pathlib.Path(get_package_prefix(PACKAGE)) / 'lib' / PACKAGE
+    for executable in EXECUTABLES:
+        assert os.access(lib / executable, os.X_OK), f'{lib / executable} is not executable'
+    result = subprocess.run([str(lib / 'neumap'), '--help'], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and 'build-map' in result.stdout, result.stderr

@@ -20,6 +20,8 @@ writes are then loaded with the ROS-free localizer and must localize frames of t
 that were not mapped.
 """
 
+import signal
+
 from geometry_msgs.msg import PoseStamped
 from neumap_testing import DiagnosticsWatcher, MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, \
     write_split
@@ -281,3 +283,27 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
     ros.spin_until(lambda: diagnostics.level() == 0, timeout=5.0, watch=[builder],
                    what='OK again once frames are used')
     assert builder.popen.poll() is None
+
+
+def test_shutdown_during_a_build_stops_it_cleanly(ros_context, ros_process, depth_bag,
+                                                  tmp_path):
+    """
+    SIGINT while codes are being optimised: the build stops, the node exits 0, nothing written.
+
+    The build runs on a thread; left running it published on a dead context and aborted the
+    interpreter at exit (torch in a thread: "terminate called without an active exception").
+    """
+    ros = ros_context
+    output = tmp_path / 'interrupted.safetensors'
+    builder = start_builder(ros_process, output, depth_bag.path,
+                            depth_topic='/camera/depth/image_raw',
+                            extra={'method': 'neural'}, name='interrupted_builder')
+    ros.spin_until(lambda: 'optimising codes' in builder.log(), timeout=120.0,
+                   watch=[builder], what='code optimisation under way')
+    builder.popen.send_signal(signal.SIGINT)
+    ros.spin_until(lambda: builder.popen.poll() is not None, timeout=30.0,
+                   what='the builder to exit')
+    assert builder.popen.returncode == 0, builder.log()
+    assert 'stopped by shutdown' in builder.log()
+    assert 'terminate called' not in builder.log() and 'Traceback' not in builder.log()
+    assert not output.exists()

@@ -64,15 +64,19 @@ def tiny_setup(tmp_path_factory):
     return config, cache, scenes
 
 
-def _train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
+def _run_train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
     command = [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(config),
-               '--cache', str(cache), '--out', str(out), '--quiet', *extra]
+               '--cache', str(cache), '--out', str(out), '--quiet', *map(str, extra)]
     if processes > 1:
         command = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
                    f'--nproc_per_node={processes}', '-m', 'neumap_ros.cli', *command[3:]]
     environment = dict(os.environ, OMP_NUM_THREADS='1')
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240,
-                            env=environment)
+    return subprocess.run(command, capture_output=True, text=True, timeout=240,
+                          env=environment)
+
+
+def _train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
+    result = _run_train(config, cache, out, processes, extra)
     assert result.returncode == 0, result.stdout + result.stderr
     decoder, metadata = load_decoder(out)
     return decoder.state_dict(), metadata
@@ -84,7 +88,8 @@ def test_tiny_pretraining_lowers_the_loss(tiny_setup):
     config = PretrainConfig.from_dict(dict(TINY['training'], iterations=160,
                                            checkpoint_every=10 ** 6))
     torch.manual_seed(0)
-    _, history = pretrain(scenes, config, progress=False, log_every=20)
+    _, history, finished = pretrain(scenes, config, progress=False, log_every=20)
+    assert finished
     first, last = np.array(history[0][1:]), np.array(history[-1][1:])
     # Coordinates are learned first; membership only starts to separate in so few steps.
     assert last[0] < 0.7 * first[0], history
@@ -112,13 +117,58 @@ def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
     assert meta['hash'] in card.read_text() and not (tmp_path / 'MODEL_CARD.md').exists()
     assert f'--out {tmp_path / "straight.safetensors"} --model-card {card}' in card.read_text()
     checkpoint = tmp_path / 'run.ckpt'
-    _train(config, cache, tmp_path / 'half.safetensors',
-           extra=('--checkpoint', str(checkpoint), '--stop-after', '7'))
-    assert checkpoint.is_file()
+    # A stopped run leaves its checkpoint and no weights: a half-trained decoder must never
+    # take the place of a finished one.
+    stopped = _run_train(config, cache, tmp_path / 'half.safetensors',
+                         extra=('--checkpoint', str(checkpoint), '--stop-after', '7'))
+    assert stopped.returncode == 0 and 'to resume' in stopped.stdout, stopped.stderr
+    assert checkpoint.is_file() and not (tmp_path / 'half.safetensors').exists()
     resumed, _ = _train(config, cache, tmp_path / 'resumed.safetensors',
                         extra=('--checkpoint', str(checkpoint)))
     for name, tensor in straight.items():
         assert torch.allclose(tensor, resumed[name], atol=1e-6), name
+
+
+@pytest.mark.parametrize('extra, training, message', [
+    (('--stop-after', 3), {}, '--stop-after needs a count >= 1 and --checkpoint'),
+    (('--stop-after', 0, '--checkpoint', 'c.ckpt'), {}, '--stop-after needs a count >= 1'),
+    (('--iterations', 0), {}, '--iterations must be >= 1'),
+    (('--device', 'bogus'), {}, 'device must be auto, cpu or cuda'),
+    ((), {'iterations': '12'}, 'iterations must be of type int'),
+    ((), {'checkpoint_every': 0}, 'checkpoint_every must be >= 1'),
+    ((), {'warmup_iterations': -1}, 'warmup_iterations must be >= 0')])
+def test_train_refuses_bad_settings_before_any_work(tmp_path, extra, training, message):
+    """Mistakes in flags or the config end at once, in one line, with nothing written."""
+    settings = dict(TINY, training=dict(TINY['training'], **training))
+    config = tmp_path / 'bad.yaml'
+    config.write_text(yaml.safe_dump(settings))
+    result = _run_train(config, tmp_path / 'empty-cache', tmp_path / 'w.safetensors',
+                        extra=extra)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / 'w.safetensors').exists()
+    assert not (tmp_path / 'empty-cache').exists()   # nothing rendered
+
+
+def test_cached_scenes_are_keyed_by_every_keypoint_setting(tiny_setup):
+    """A scene cached with other keypoint settings is rendered again, never reused."""
+    _, cache, _ = tiny_setup
+    before = set(cache.glob('*.npz'))
+    data = TrainingData(**dict(TINY['data'], synthetic_scenes=1))
+    other = FeatureConfig(**dict(TINY['features'], contrast_threshold=0.03))
+    training_scenes(data, FeatureConfig(**TINY['features']), 16, cache, progress=False)
+    assert set(cache.glob('*.npz')) == before        # the same settings: the cached scene
+    training_scenes(data, other, 16, cache, progress=False)
+    assert len(set(cache.glob('*.npz')) - before) == 1
+
+
+def test_config_files_read_exponents_as_numbers(tmp_path):
+    """``decoder_lr: 1e-3`` is a float (PyYAML alone reads YAML 1.1's string)."""
+    from neumap_ros.cli import _load_yaml
+    path = tmp_path / 'lr.yaml'
+    path.write_text('training: {decoder_lr: 1e-3, code_lr: 3.0e-3, seed: 7, name: 1e3x}\n')
+    training = _load_yaml(path)['training']
+    assert training == {'decoder_lr': 0.001, 'code_lr': 0.003, 'seed': 7, 'name': '1e3x'}
+    assert PretrainConfig.from_dict({'decoder_lr': training['decoder_lr']}).decoder_lr == 1e-3
 
 
 def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):

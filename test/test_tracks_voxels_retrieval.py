@@ -317,3 +317,12 @@ def test_voxels_in_view_follow_the_view_cone_not_the_neighbourhood():
     selected = voxels_in_view(anchors, 0.5, camera_pose, 640, 480, 500.0, radius=0.5,
                               angle_margin_deg=60.0)
     assert selected.tolist() == [0, 1, 2, 3, 6, 7, 8]
+
+
+def test_frames_without_keypoints_have_no_tracks():
+    """A scene where nothing was detected (a blank render) gives an empty int track array."""
+    empty = Observations('sift', ['a', 'b'], np.zeros(0, np.int32), np.zeros((0, 2), np.float32),
+                         np.zeros((0, 128), np.uint8), np.zeros((0, 3), np.float32),
+                         np.stack([np.eye(4)] * 2), [CAMERA] * 2)
+    tracks = build_tracks(empty)
+    assert tracks.shape == (0,) and tracks.dtype.kind == 'i'

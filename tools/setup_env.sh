@@ -93,6 +93,13 @@ ln -sfn "$repo/resource/neumap_ros" "$share/ament_index/resource_index/packages/
 for item in package.xml launch config; do
   ln -sfn "$repo/$item" "$share/neumap_ros/$item"
 done
+# launch_ros looks for a package's executables in <prefix>/lib/<package>, as setup.cfg's
+# install_scripts puts them: link the console scripts there too.
+mkdir -p "$venv/lib/neumap_ros"
+for script in localizer_node map_builder_node bag_player replay_evaluator neumap; do
+  [[ -x "$venv/bin/$script" ]] || die "the '$script' console script is missing from $venv/bin"
+  ln -sfn "$venv/bin/$script" "$venv/lib/neumap_ros/$script"
+done
 
 "$repo/tools/run_in_env.sh" "$venv" python -c \
   "import rclpy, sensor_msgs.msg, geometry_msgs.msg; $tf2_ok" \

@@ -21,15 +21,17 @@ datasets can be added by path. Each scene's observations and tracks are cached a
 """
 
 from dataclasses import asdict, dataclass, field
+import hashlib
+import json
 import logging
 from pathlib import Path
-
 
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.features import create_extractor, FeatureConfig
 from neumap_ros.core.observations import assemble_observations, collect_observations, \
     load_observations, observe_frame, save_observations
 from neumap_ros.core.progress import progress_bar
+from neumap_ros.core.settings import check_settings
 from neumap_ros.core.synthetic.dataset import iter_scene_frames, scene_kind_for_seed
 from neumap_ros.core.synthetic.trajectory import default_camera
 from neumap_ros.core.tracks import build_tracks
@@ -55,6 +57,17 @@ class TrainingData:
     real: list = field(default_factory=list)
     min_points_per_voxel: int = 100
 
+    def __post_init__(self):
+        """Refuse wrong types and ranges (from the config file) before any rendering."""
+        check_settings(self, at_least={'synthetic_scenes': 0, 'frames_per_scene': 2,
+                                       'width': 16, 'height': 16, 'indoor_share': 0.0,
+                                       'min_points_per_voxel': 1},
+                       above={'voxel_size_indoor': 0.0, 'voxel_size_outdoor': 0.0})
+        if not isinstance(self.real, list) or not all(
+                isinstance(entry, dict) and 'dataset' in entry for entry in self.real):
+            raise ValueError('data.real must be a list of {dataset: path, split: name, '
+                             'voxel_size: metres}')
+
     def to_dict(self) -> dict:
         """JSON-friendly form (goes into the model card)."""
         return asdict(self)
@@ -76,6 +89,14 @@ def synthetic_observations(seed: int, kind: str, data: TrainingData,
                                  [camera] * len(per_frame))
 
 
+# Bumped when rendering or texturing changes what a synthetic scene's keypoints are.
+RENDERER_VERSION = 1
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def load_scene(cache_dir: Path, key: str, make):
     """Observations and tracks from the cache, made (and cached) on first use."""
     path = Path(cache_dir) / f'{key}.npz'
@@ -93,19 +114,23 @@ def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_v
     """Per-voxel samples of every configured scene, generating missing ones."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    # Every keypoint setting and the renderer's version are in the key: a cached scene made
+    # with other settings must never be reused silently.
+    settings = _digest(dict(features.to_dict(), renderer=RENDERER_VERSION))
     jobs = []
     for offset in range(data.synthetic_scenes):
         seed = data.first_seed + offset
         kind = scene_kind_for_seed(seed, data.indoor_share)
         voxel = data.voxel_size_indoor if kind == 'indoor' else data.voxel_size_outdoor
         key = (f'synthetic-{kind}-{seed}-{data.frames_per_scene}-{data.width}x{data.height}-'
-               f'{features.kind}{features.max_keypoints}')
+               f'{features.kind}{features.max_keypoints}-{settings}')
         jobs.append((key, voxel,
                      lambda s=seed, k=kind: synthetic_observations(s, k, data, features)))
     for entry in data.real:
         dataset = open_dataset(entry['dataset'])
         split = entry.get('split')
-        key = f'real-{dataset.name}-{split}-{features.kind}{features.max_keypoints}'
+        key = (f'real-{dataset.name}-{split}-{features.kind}{features.max_keypoints}-'
+               f'{_digest([str(dataset.root.resolve()), settings])}')
         jobs.append((key, float(entry.get('voxel_size', data.voxel_size_indoor)),
                      lambda d=dataset, s=split: collect_observations(d, d.split(s), features,
                                                                      progress=False)))

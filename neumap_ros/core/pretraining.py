@@ -35,6 +35,7 @@ from torch import distributed as dist
 from neumap_ros.core.decoder import DecoderConfig, NeuMapDecoder
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.progress import progress_bar
+from neumap_ros.core.settings import check_settings
 from neumap_ros.core.training import Batch, decoding_loss, sample_batch
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +62,15 @@ class PretrainConfig:
     # initialiser alone, which forces it to produce good codes for any new scene.
     code_residuals: bool = False
     seed: int = 0
+
+    def __post_init__(self):
+        """Refuse wrong types and ranges now, not after an hour of rendering."""
+        check_settings(
+            self,
+            at_least={'iterations': 0, 'time_budget_s': 0.0, 'voxels_per_batch': 1,
+                      'positives_per_voxel': 1, 'negatives_per_voxel': 0, 'weight_decay': 0.0,
+                      'warmup_iterations': 0, 'final_lr_ratio': 0.0, 'checkpoint_every': 1},
+            above={'decoder_lr': 0.0, 'code_lr': 0.0, 'grad_clip': 0.0})
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""
@@ -163,11 +173,13 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
              decoder: Optional[NeuMapDecoder] = None, log_every: int = 50,
              stop_after: int = 0) -> tuple:
     """
-    Train decoder and per-scene codes jointly; returns ``(decoder, history)``.
+    Train decoder and per-scene codes jointly; returns ``(decoder, history, finished)``.
 
     Runs under ``torchrun`` too: when a process group is initialised, the batch is split over
     ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes);
-    ``stop_after`` ends this run after that many iterations (a later run resumes).
+    ``stop_after`` ends this run after that many iterations (a later run resumes), and
+    ``finished`` is then False: the decoder is only part-trained. A time budget that runs
+    out finishes the run.
     """
     if not scenes or any(len(s.grid) == 0 for s in scenes):
         raise ValueError('pretraining needs scenes with at least one voxel each')
@@ -212,10 +224,12 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
                        desc='pretrain', unit='it', initial=start, total=config.iterations)
     step = start
     running = []
+    finished = True
     for step in bar:
         if deadline is not None and _stop_agreed(time.monotonic() > deadline, distributed):
             break
         if stop_after and step - start >= stop_after:
+            finished = False
             break
         scale = learning_rate_scale(step, config)
         for group in decoder_optimizer.param_groups:
@@ -249,7 +263,7 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
     else:
         step = config.iterations
     save(step)
-    return decoder.eval(), history
+    return decoder.eval(), history, finished
 
 
 def learning_rate_scale(step: int, config: PretrainConfig) -> float:

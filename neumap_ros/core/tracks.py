@@ -80,7 +80,7 @@ def build_tracks(observations: Observations, neighbours: int = 4, ratio: float =
             rx, ry = find(x), find(y)
             if rx != ry:
                 parent[max(rx, ry)] = min(rx, ry)
-    roots = np.array([find(i) for i in range(count)])
+    roots = np.array([find(i) for i in range(count)], dtype=np.int64)   # int when empty
     sizes = np.bincount(roots, minlength=count)
     track = np.where((sizes[roots] > 1) & valid, roots, -1)
     _, compact = np.unique(track, return_inverse=True)

@@ -50,6 +50,7 @@ from neumap_ros.ros import launch_params
 DEMO_SEED = 7
 DEMO_FRAMES = (240, 40)   # mapping sequence, revisit queries
 REPLAY_FPS = 2.0
+DEMO_FLOOR = 0.5          # share of replayed frames within 5 cm / 5 deg for a passing demo
 
 
 def _log(message: str) -> None:
@@ -173,4 +174,10 @@ def run_demo(output: Path, weights=None, quiet: bool = False) -> int:
     print()
     _log(f'reports: {replay_dir / "report.json"}, {output / "baseline_report.json"}; '
          f'plot: {output / "demo.png"}; total {time.monotonic() - started:.0f} s')
-    return 0 if replay['localized'] > 0 else 1
+    # A demo that runs but no longer localizes must fail, not print a table and pass.
+    within = replay['recall']['0.05m_5deg']
+    if within < DEMO_FLOOR:
+        _log(f'FAILED: only {within:.0%} of the replayed frames within 5 cm / 5 deg '
+             f'(expected at least {DEMO_FLOOR:.0%})')
+        return 1
+    return 0

@@ -110,6 +110,10 @@ BUILD_STAGES = {'features': 'extracting features', 'codes': 'optimising codes',
                 'saved': 'map written'}
 
 
+class BuildCancelled(Exception):
+    """Raised inside a running build when the node shuts down."""
+
+
 class MapBuilderNode(Node):
     """Collects posed frames (or reads a bag) and builds a map on request."""
 
@@ -132,6 +136,8 @@ class MapBuilderNode(Node):
         self.lock = threading.Lock()
         self.stage, self.progress, self.error = 'collecting', 0.0, ''
         self.building = False
+        self._thread = None
+        self._cancel = threading.Event()
         self.done = threading.Event()
         self.succeeded = False
         self.summary = None
@@ -315,10 +321,22 @@ class MapBuilderNode(Node):
 
     # --- building ---------------------------------------------------------------------------
 
-    def _set(self, stage: str, progress: float) -> None:
+    def _set(self, stage: str, progress: float, final: bool = False) -> None:
+        # Every build step passes here: the place a shutdown stops a running build (a final
+        # state is then not published: the context may be gone).
+        if self._cancel.is_set():
+            if final:
+                return
+            raise BuildCancelled('the node is shutting down')
         with self.lock:
             self.stage, self.progress = stage, progress
         self.progress_pub.publish(Float32(data=float(progress)))
+
+    def stop_build(self, timeout: float = 30.0) -> None:
+        """Stop a running build at its next step and wait for it (before shutdown)."""
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _on_build(self, request, response):
         if self.building:
@@ -336,7 +354,8 @@ class MapBuilderNode(Node):
 
     def _start(self, target) -> None:
         self.building = True
-        threading.Thread(target=self._run, args=(target,), daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+        self._thread.start()
 
     def _start_bag_build(self) -> None:
         self._once.cancel()
@@ -346,15 +365,18 @@ class MapBuilderNode(Node):
         started = time.monotonic()
         try:
             summary = target()
+        except BuildCancelled:
+            self.get_logger().info(f'map build stopped by shutdown, {self.output} left '
+                                   f'unchanged')
         except Exception as error:  # reported, and the previous map is left as it was
             self.error = f'{type(error).__name__}: {error}'
             self.get_logger().error(f'map build failed, {self.output} left unchanged: '
                                     f'{self.error}')
-            self._set('failed', -1.0)
+            self._set('failed', -1.0, final=True)
         else:
             self.summary = summary
             self.succeeded = True
-            self._set('done', 1.0)
+            self._set('done', 1.0, final=True)
             self.get_logger().info(
                 f'wrote {summary.output} ({summary.method}, {summary.map_bytes / 1e6:.2f} MB) '
                 f'from {summary.frames} frames / {summary.points} 3D points in '
@@ -381,6 +403,8 @@ class MapBuilderNode(Node):
         stop = threading.Event()
 
         def on_progress(step, fraction):
+            if self._cancel.is_set():
+                raise BuildCancelled('the node is shutting down')
             # The build reports every frame and every 25 iterations; publish visible steps.
             stage = BUILD_STAGES.get(step, step)
             value = start + (1.0 - start) * fraction
@@ -489,6 +513,9 @@ def main(args=None) -> int:
                         status = 0 if node.succeeded else 1
                         break
             finally:
+                # A build thread left running would publish on a dead context and read a
+                # deleted staging folder; torch in a thread at interpreter exit aborts.
+                node.stop_build()
                 node.cleanup()
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
