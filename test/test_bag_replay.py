@@ -22,6 +22,7 @@ This process checks the poses, the map -> odom transform and the diagnostics ind
 """
 
 import json
+import pathlib
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -67,7 +68,8 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     evaluator = ros_process(
         'neumap_ros.ros.replay_evaluator', ros_args=launch_params.ros_arguments(
             overrides=dict(launch_params.replay_paths(str(out)), use_sim_time=True,
-                           idle_timeout=3.0, pose_topic=f'/{NODE}/pose')))
+                           idle_timeout=3.0, pose_topic=f'/{NODE}/pose',
+                           map_path=str(feature_map))))
     poses, odom_tf, diagnostics = [], [], []
     ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 50)
     ros.node.create_subscription(
@@ -135,6 +137,9 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     report = json.loads((out / 'report.json').read_text())
     assert report['queries'] == len(FRAMES)
     assert report['localized'] == len({stamp_to_ns(p.header.stamp) for p in poses})
+    # The map's facts, as neumap evaluate reports them.
+    assert report['map_bytes'] == pathlib.Path(feature_map).stat().st_size
+    assert report['mapping_seconds'] > 0
     localized = [q for q in report['per_query'] if q['success']]
     assert np.median([q['translation_error_m'] for q in localized]) < 0.05
     assert len(read_tum(out / 'estimate.tum')) == report['localized']

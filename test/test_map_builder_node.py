@@ -20,6 +20,7 @@ writes are then loaded with the ROS-free localizer and must localize frames of t
 that were not mapped.
 """
 
+from pathlib import Path
 import signal
 
 from geometry_msgs.msg import PoseStamped
@@ -36,7 +37,7 @@ from tf2_msgs.msg import TFMessage
 
 from neumap_ros.core.bags import dataset_to_bag
 from neumap_ros.core.datasets import open_dataset
-from neumap_ros.core.localizer import load_localizer
+from neumap_ros.core.localizer import load_localizer, map_header
 from neumap_ros.ros import launch_params
 from neumap_ros.ros.image_conversion import camera_to_camera_info, numpy_to_image
 from neumap_ros.ros.localizer_node import TF_STATIC_QOS
@@ -117,6 +118,7 @@ def test_map_from_bag(ros_context, ros_process, depth_bag, kitchen, tmp_path):
     assert 'wrote' in builder.log() and f'extracted {len(BAG_FRAMES)} posed frames' in \
         builder.log()
     ros.spin_until(lambda: 1.0 in progress, timeout=5.0, what='final progress 1.0')
+    assert map_header(output)['info']['dataset'] == Path(depth_bag.path).stem   # not 'dataset'
     assert all(0.0 <= p <= 1.0 for p in progress) and progress == sorted(progress)
     # The build itself reports progress (per frame here), not only its start and end.
     assert len([p for p in progress if 0.3 < p < 1.0]) >= 3, progress

@@ -44,6 +44,9 @@ from neumap_ros.core.retrieval import rank
 from neumap_ros.core.voxels import voxels_in_view
 
 
+MAP_KINDS = {'neumap.neural_map': 'neural', 'neumap.feature_map': 'features'}
+
+
 class DecoderMismatchError(MapFormatError):
     """The map was built for another decoder than the one supplied."""
 
@@ -453,8 +456,8 @@ class FeatureMatchingLocalizer(Localizer):
                 self.map.xyz[points[matches[:, 1]]].astype(np.float64), chosen.tolist())
 
 
-def map_method(path) -> str:
-    """'neural' or 'features', read from the file header without loading tensors."""
+def map_header(path) -> dict:
+    """Return the project metadata of a map file, read from its header (no tensors loaded)."""
     path = Path(path)
     try:
         with open(path, 'rb') as stream:
@@ -463,12 +466,18 @@ def map_method(path) -> str:
                 raise ValueError('header too large')
             header = json.loads(stream.read(size))
         metadata = json.loads(header['__metadata__']['neumap'])
-        return {'neumap.neural_map': 'neural',
-                'neumap.feature_map': 'features'}[metadata['kind']]
+        if metadata['kind'] not in MAP_KINDS:
+            raise ValueError(f'kind {metadata["kind"]!r}')
+        return metadata
     except FileNotFoundError:
         raise MapFormatError(f'map file {path} does not exist')
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise MapFormatError(f'{path} is not a neumap_ros map ({error})')
+
+
+def map_method(path) -> str:
+    """'neural' or 'features', read from the file header without loading tensors."""
+    return MAP_KINDS[map_header(path)['kind']]
 
 
 def load_localizer(path, device: str = 'auto', options: LocalizerOptions = LocalizerOptions(),

@@ -431,7 +431,8 @@ class MapBuilderNode(Node):
     def _build_bag(self):
         from neumap_ros.core.bags import bag_to_dataset
         self._set('extracting', 0.0)
-        dataset = self.work_dir / 'dataset'
+        # Named after the bag: the map records its dataset's name.
+        dataset = self.work_dir / (Path(self.p['bag_path']).stem or 'bag')
         if dataset.exists():
             shutil.rmtree(dataset)
 

@@ -25,6 +25,7 @@ turned into the ground truth's frame with the static transform between them from
 """
 
 import json
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -54,7 +55,18 @@ PARAMETERS = {
     'plot_path': ('', 'error CDF and trajectory plot (PNG)'),
     'idle_timeout': (0.0, 'exit this many seconds after the last ground truth (0: never)'),
     'method': ('localizer_node', 'method name written in the report'),
+    'map_path': ('', 'map the localizer uses: its size and mapping time go in the report'),
 }
+
+
+def map_facts(path: str) -> tuple:
+    """Return (bytes, mapping seconds or None) of a map file; (0, None) without one."""
+    if not path:
+        return 0, None
+    from neumap_ros.core.localizer import map_header
+    info = map_header(path).get('info')
+    seconds = info.get('mapping_seconds') if isinstance(info, dict) else None
+    return os.path.getsize(path), seconds
 
 
 class ReplayEvaluator(Node):
@@ -65,6 +77,7 @@ class ReplayEvaluator(Node):
         super().__init__('replay_evaluator')
         declare_parameters(self, PARAMETERS)
         self.param = read_parameters(self, PARAMETERS)
+        self.map_facts = map_facts(self.param['map_path'])   # read now: a bad path fails now
         self.truth = {}       # stamp_ns -> T_map_gtframe
         self.estimates = {}   # stamp_ns -> (T_map_estimateframe, covariance, latency_ms)
         self.tf = TransformBuffer(cache_time=3600.0)
@@ -131,7 +144,7 @@ class ReplayEvaluator(Node):
                                              timings_ms={'total': estimate[2]})
             records.append(record_from_result(str(stamp), stamp / NS_PER_S, result,
                                               self.truth[stamp]))
-        return summarize(records, self.param['method'], extra={
+        return summarize(records, self.param['method'], *self.map_facts, extra={
             'pose_topic': self.param['pose_topic'], 'gt_topic': self.param['gt_topic'],
             'estimates_received': len(self.estimates),
             'estimates_without_transform': unconverted,
