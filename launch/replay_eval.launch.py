@@ -62,7 +62,8 @@ def _replay(context):
         name=launch_params.REPLAY_EVALUATOR_NODE, output='screen',
         parameters=[dict(launch_params.replay_paths(arg('output_dir')), use_sim_time=True,
                          pose_topic=f'/{launch_params.LOCALIZER_NODE}/pose',
-                         gt_topic=arg('gt_topic'), map_path=arg('map'))])
+                         gt_topic=arg('gt_topic'),
+                         map_path=os.path.abspath(os.path.expanduser(arg('map'))))])
     if arg('player') == 'ros2bag':
         player = ExecuteProcess(cmd=['ros2', 'bag', 'play', arg('bag'), '--clock', '--rate',
                                      arg('rate')], output='screen')

@@ -75,6 +75,12 @@ def test_images_that_never_reach_the_localizer_warn():
     assert level == Level.WARN and 'pair with no camera_info' in message
     stats.record_result(8.0, True, 'ok', {'total': 90.0})
     assert stats.assess(8.0)[0] == Level.OK
+    # Frames dropped on purpose (stale, throttled) are not blamed on camera_info.
+    stale = LocalizationStats(now=0.0)
+    for i in range(80):
+        stale.record_input(i / 10.0)
+        stale.record_dropped(i / 10.0)
+    assert 'camera_info' not in stale.assess(8.0, HealthThresholds(input_timeout_s=5.0))[1]
 
 
 def test_low_success_rate_warns_and_a_long_streak_is_lost():

@@ -287,6 +287,19 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
     assert builder.popen.poll() is None
 
 
+def test_a_work_dir_holding_the_bag_leaves_the_bag_alone(ros_context, ros_process, depth_bag,
+                                                        tmp_path):
+    """Frames are staged in a folder of the builder's own, never over the bag beside them."""
+    bag = Path(depth_bag.path)
+    output = tmp_path / 'beside.safetensors'
+    builder = start_builder(ros_process, output, bag, extra={'work_dir': str(bag.parent)},
+                            name='beside_builder')
+    ros_context.spin_until(lambda: builder.popen.poll() is not None, timeout=120.0,
+                           what='the map builder to finish')
+    assert builder.popen.returncode == 0, builder.log()
+    assert output.is_file() and (bag / 'metadata.yaml').is_file()
+
+
 def test_shutdown_during_a_build_stops_it_cleanly(ros_context, ros_process, depth_bag,
                                                   tmp_path):
     """

@@ -541,16 +541,15 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.glob('frame-*')):
         raise BagError(f'{out_dir} already holds frames; choose an empty folder')
-    # Written next to the target and moved in at the end: a bag that fails half-way leaves no
-    # frames behind without their calibration (which would open with a default camera).
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', suffix='.partial',
-                                    dir=out_dir.parent))
+    # Written into a hidden folder inside the target (same filesystem, even for a mounted
+    # target) and moved up at the end: a bag that fails half-way leaves no frames behind
+    # without their calibration (which would open with a default camera).
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix='.partial-', dir=out_dir))
     try:
         names, skipped, has_depth, source = _write_frames(
             bag, staging, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
             camera_frame, every, max_frames, split_name, sync_tolerance_s, progress)
-        out_dir.mkdir(exist_ok=True)
         for item in staging.iterdir():
             os.replace(item, out_dir / item.name)
     finally:

@@ -124,6 +124,8 @@ class Dataset:
         else:
             raise DatasetError(f'unknown split {name!r} for {self.root}; known splits: '
                                f'{sorted(self.splits) or "none"} (or give a list file)')
+        # 'images/0001.jpg' in a list names frame '0001' where frames have no folders.
+        names = [n if n in self.frames else Path(n).name for n in names]
         missing = [n for n in names if n not in self.frames]
         if missing:
             raise DatasetError(f'split {name!r} names {len(missing)} frames that are not in '

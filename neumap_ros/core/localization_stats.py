@@ -192,7 +192,8 @@ class LocalizationStats:
             problems.append((Level.ERROR, f'lost: {self.consecutive_failures} failed '
                                           f'localizations in a row (last: {status}: {message})'))
         arrivals = [e.time for e in self._events if e.kind == 'input']
-        if arrivals and not attempts and not rejected and \
+        # Frames dropped on purpose (stale, throttled) have a cause of their own.
+        if arrivals and not attempts and not rejected and not self._count('dropped') and \
                 now - arrivals[0] > thresholds.input_timeout_s:
             # Images keep coming, so the silence check stays quiet, yet none is used.
             problems.append((Level.WARN, f'{len(arrivals)} images in the last '

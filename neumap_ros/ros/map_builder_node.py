@@ -403,13 +403,15 @@ class MapBuilderNode(Node):
         stop = threading.Event()
 
         def on_progress(step, fraction):
-            if self._cancel.is_set():
+            # 'saved' comes after the map is written: too late to stop, so never cancelled.
+            final = step == 'saved'
+            if self._cancel.is_set() and not final:
                 raise BuildCancelled('the node is shutting down')
             # The build reports every frame and every 25 iterations; publish visible steps.
             stage = BUILD_STAGES.get(step, step)
             value = start + (1.0 - start) * fraction
             if stage != self.stage or value >= self.progress + 0.005:
-                self._set(stage, value)
+                self._set(stage, value, final)
 
         def heartbeat():
             started = time.monotonic()
@@ -431,8 +433,13 @@ class MapBuilderNode(Node):
     def _build_bag(self):
         from neumap_ros.core.bags import bag_to_dataset
         self._set('extracting', 0.0)
-        # Named after the bag: the map records its dataset's name.
-        dataset = self.work_dir / (Path(self.p['bag_path']).stem or 'bag')
+        # A folder of our own (emptied first), named after the bag: the map records its
+        # dataset's name. Never the bag itself, whatever work_dir is.
+        bag = Path(self.p['bag_path']).expanduser().resolve()
+        dataset = self.work_dir.resolve() / 'dataset' / (bag.stem or 'bag')
+        if dataset == bag or dataset in bag.parents:
+            raise ValueError(f'work_dir {self.work_dir} would stage frames over the bag {bag};'
+                             f' choose another work_dir')
         if dataset.exists():
             shutil.rmtree(dataset)
 

@@ -64,6 +64,7 @@ def map_facts(path: str) -> tuple:
     if not path:
         return 0, None
     from neumap_ros.core.localizer import map_header
+    path = os.path.abspath(os.path.expanduser(path))   # as the localizer reads it
     info = map_header(path).get('info')
     seconds = info.get('mapping_seconds') if isinstance(info, dict) else None
     return os.path.getsize(path), seconds
