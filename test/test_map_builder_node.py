@@ -287,8 +287,7 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
     assert builder.popen.poll() is None
 
 
-def test_a_work_dir_holding_the_bag_leaves_the_bag_alone(ros_context, ros_process, depth_bag,
-                                                        tmp_path):
+def test_a_work_dir_holding_the_bag_keeps_it(ros_context, ros_process, depth_bag, tmp_path):
     """Frames are staged in a folder of the builder's own, never over the bag beside them."""
     bag = Path(depth_bag.path)
     output = tmp_path / 'beside.safetensors'
