@@ -132,9 +132,7 @@ def cmd_evaluate(args) -> int:
     from neumap_ros.core.evaluation import evaluate_frames, format_table, summarize
     from neumap_ros.core.localizer import load_localizer
     from neumap_ros.core.map_io import require_writable
-    for path in (args.json, args.plot):
-        if path:
-            require_writable(path)
+    require_writable(args.json, args.plot)
     localizer = load_localizer(args.map, args.device, _localizer_options(args), args.weights)
     dataset = open_dataset(args.dataset)
     frames = dataset.split(args.split)
@@ -217,9 +215,7 @@ def cmd_evaluate_bag(args) -> int:
     from neumap_ros.core.bags import evaluate_bag
     from neumap_ros.core.evaluation import format_table
     from neumap_ros.core.map_io import require_writable
-    for path in (args.json, args.tum, args.gt_tum, args.plot):
-        if path:
-            require_writable(path)
+    require_writable(args.json, args.tum, args.gt_tum, args.plot)
     report = evaluate_bag(
         Path(args.map), Path(args.bag), args.json, args.tum, args.gt_tum, args.plot,
         args.image_topic, args.camera_info_topic, args.gt_topic, args.world_frame, args.every,
@@ -308,9 +304,8 @@ def cmd_train(args) -> int:
     if resolve_device(args.device).type != 'cpu':
         LOG.info('--device %s: pretraining runs on the CPU in this release', args.device)
     card = Path(args.model_card or Path(args.out).with_name('MODEL_CARD.md'))
-    for path in (args.out, card, args.checkpoint, args.history):
-        if path:
-            require_writable(path)   # not after an hour of rendering and training
+    # Not after an hour of rendering and training.
+    require_writable(args.out, card, args.checkpoint, args.history)
     settings = _load_yaml(args.config)
     try:
         training = PretrainConfig.from_dict(settings.get('training', {}))

@@ -74,9 +74,7 @@ def build_map(request: BuildRequest) -> BuildSummary:
     if request.method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {request.method!r}')
     started = time.monotonic()
-    require_writable(request.output)   # not after minutes of work
-    if request.checkpoint is not None:
-        require_writable(request.checkpoint)
+    require_writable(request.output, request.checkpoint)   # not after minutes of work
     dataset = open_dataset(request.dataset)
     frames = dataset.split(request.split)
     if not frames:

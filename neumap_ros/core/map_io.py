@@ -42,9 +42,18 @@ class OutputPathError(ValueError):
     """Raised when a file cannot be written where it was asked for."""
 
 
-def require_writable(path) -> None:
-    """Fail now, saying why, if ``path`` cannot be written (missing folders may be made)."""
-    path = Path(path)
+def require_writable(*paths) -> None:
+    """
+    Fail now, saying why, if a path cannot be written (missing folders may be made).
+
+    Empty or None paths (an output not asked for) are skipped.
+    """
+    for path in paths:
+        if path:
+            _require_writable(Path(path))
+
+
+def _require_writable(path: Path) -> None:
     if path.is_dir():
         raise OutputPathError(f'{path} is a folder; give the name of the file to write')
     ancestor = path.parent

@@ -115,7 +115,7 @@ class BagPlayer(Node):
         self.bag_path = bag_path or self.param['bag_path']
         if not self.bag_path:
             raise ValueError('no bag given: pass it as argument or set bag_path')
-        self.rate = float(self.param['rate'])
+        self.rate = self.param['rate']
         if not self.rate > 0:
             raise ValueError(f'rate must be positive, got {self.rate}')
         self.reader = Reader(self.bag_path)
@@ -157,7 +157,7 @@ class BagPlayer(Node):
 
     def _wait_for_subscribers(self) -> None:
         topics = [t for t in self.param['wait_for_subscribers'] if t]
-        deadline = time.monotonic() + float(self.param['wait_timeout'])
+        deadline = time.monotonic() + self.param['wait_timeout']
         for topic in topics:
             resolved = self.resolve_topic_name(topic)
             publisher = self.publishers_by_topic.get(resolved)
@@ -172,18 +172,18 @@ class BagPlayer(Node):
         if topics:
             # The publisher sees the subscriber before the subscriber sees the publisher;
             # best-effort samples sent in between are lost.
-            self.stopped.wait(float(self.param['settle_time']))
+            self.stopped.wait(self.param['settle_time'])
 
     def play(self) -> int:
         """Play the bag once; return the number of messages published."""
         self._publish_clock()
         self._wait_for_subscribers()
-        delay = float(self.param['start_delay'])
+        delay = self.param['start_delay']
         if delay > 0:
             self.stopped.wait(delay)
         clock_thread = None
         if self.clock_publisher is not None:
-            period = 1.0 / max(float(self.param['clock_rate']), 1.0)
+            period = 1.0 / max(self.param['clock_rate'], 1.0)
             clock_thread = threading.Thread(target=self._clock_loop, args=(period,),
                                             daemon=True)
             clock_thread.start()
@@ -210,7 +210,7 @@ class BagPlayer(Node):
                 count += 1
         finally:
             self._publish_clock()
-            linger = float(self.param['linger'])
+            linger = self.param['linger']
             for publisher in self.publishers_by_topic.values():
                 publisher.wait_for_all_acked(Duration(seconds=linger))
             self.stopped.set()
