@@ -82,19 +82,33 @@ def get_state(ros, node_name: str, timeout: float = 10.0):
     """Return (id, label) of the lifecycle state of ``node_name``."""
     from lifecycle_msgs.srv import GetState
     state = call(ros, GetState, f'/{node_name}/get_state', GetState.Request(),
-                 timeout).current_state
+                 timeout, idempotent=True).current_state
     return state.id, state.label
 
 
-def call(ros, srv_type, name: str, request, timeout: float = 15.0, watch=()):
-    """Call a service from the test's context and return the response (fail on timeout)."""
+def call(ros, srv_type, name: str, request, timeout: float = 15.0, watch=(),
+         idempotent: bool = False):
+    """
+    Call a service from the test's context and return the response (fail on timeout).
+
+    A server can see a new client's request before its reply path is matched; Fast DDS then
+    drops the response ("failed to send response (timeout)"). Idempotent requests are sent
+    again in that case; the others wait for their one response.
+    """
     client = ros.node.create_client(srv_type, name)
     try:
         ros.spin_until(lambda: client.service_is_ready(), timeout, watch=watch,
                        what=f'service {name}')
-        future = client.call_async(request)
-        ros.spin_until(future.done, timeout, watch=watch, what=f'response of {name}')
-        return future.result()
+        attempts = 3 if idempotent else 1
+        for attempt in range(attempts):
+            future = client.call_async(request)
+            try:
+                ros.spin_until(future.done, timeout / attempts, watch=watch,
+                               what=f'response of {name}')
+                return future.result()
+            except AssertionError:
+                if attempt == attempts - 1:
+                    raise
     finally:
         ros.node.destroy_client(client)
 
@@ -105,7 +119,8 @@ def set_parameters(ros, node_name: str, values: dict, timeout: float = 10.0):
     from rclpy.parameter import Parameter
     request = SetParameters.Request()
     request.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-    return call(ros, SetParameters, f'/{node_name}/set_parameters', request, timeout).results
+    return call(ros, SetParameters, f'/{node_name}/set_parameters', request, timeout,
+                idempotent=True).results
 
 
 def diagnostic_values(status) -> dict:
