@@ -203,7 +203,8 @@ def cmd_bag_to_dataset(args) -> int:
     summary = bag_to_dataset(
         Path(args.bag), Path(args.out), args.image_topic, args.camera_info_topic,
         args.gt_topic, args.depth_topic, args.world_frame, args.camera_frame, args.every,
-        args.max_frames, args.split_name, args.sync_tolerance)
+        args.max_frames, args.split_name, args.sync_tolerance,
+        rectified_input=args.rectified)
     print(f'wrote {summary.frames} frames to {summary.path} (poses from {summary.pose_source}'
           f', {summary.skipped_without_pose} skipped); build a map with: neumap build-map '
           f'{summary.path} --split {summary.split} --out MAP')
@@ -219,9 +220,13 @@ def cmd_evaluate_bag(args) -> int:
     report = evaluate_bag(
         Path(args.map), Path(args.bag), args.json, args.tum, args.gt_tum, args.plot,
         args.image_topic, args.camera_info_topic, args.gt_topic, args.world_frame, args.every,
-        args.max_frames, args.device, _localizer_options(args), args.weights)
+        args.max_frames, args.device, _localizer_options(args), args.weights,
+        rectified_input=args.rectified)
     print(format_table([report]))
     return 0
+
+
+RECTIFIED_HELP = 'the images are rectified (image_rect): use camera_info P, not K and D'
 
 
 def _add_bag_commands(commands) -> None:
@@ -259,6 +264,7 @@ def _add_bag_commands(commands) -> None:
     to_dataset.add_argument('--split-name', default='all')
     to_dataset.add_argument('--sync-tolerance', type=float, default=0.0,
                             help='seconds between image and calibration/pose stamps')
+    to_dataset.add_argument('--rectified', action='store_true', help=RECTIFIED_HELP)
     to_dataset.set_defaults(handler=cmd_bag_to_dataset)
 
     evaluate = commands.add_parser('evaluate-bag',
@@ -281,6 +287,7 @@ def _add_bag_commands(commands) -> None:
     evaluate.add_argument('--top-voxels', type=int)
     evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
+    evaluate.add_argument('--rectified', action='store_true', help=RECTIFIED_HELP)
     evaluate.set_defaults(handler=cmd_evaluate_bag)
 
 

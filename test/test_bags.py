@@ -177,6 +177,61 @@ def test_bag_to_dataset_from_tf(bags, kitchen, tmp_path):
                        world_frame='nowhere')
 
 
+def copy_bag(source, target, edit):
+    """Copy a bag, passing every message through ``edit(topic, msg)`` (None: unchanged)."""
+    from rosbags.rosbag2 import Reader, Writer
+    store = typestore()
+    with Reader(source) as reader, Writer(target, version=9) as writer:
+        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store)
+                       for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            msg = edit(connection.topic, store.deserialize_cdr(raw, connection.msgtype))
+            if msg is not None:
+                raw = store.serialize_cdr(msg, connection.msgtype)
+            writer.write(connections[connection.id], stamp, raw)
+
+
+def test_bag_to_dataset_of_rectified_images(bags, kitchen, tmp_path):
+    """
+    With rectified_input the images are kept as recorded, with the camera of P.
+
+    The camera_info of an image_rect topic still carries the lens distortion; undistorting
+    such images a second time would bend them.
+    """
+    def distort(topic, msg):
+        if msg.__msgtype__ == 'sensor_msgs/msg/CameraInfo':
+            msg.d = np.array([0.1, -0.05, 0.0, 0.0, 0.0])
+            return msg
+
+    bag = tmp_path / 'rect'
+    copy_bag(bags['mcap'].path, bag, distort)
+    rectified = bag_to_dataset(bag, tmp_path / 'rectified', rectified_input=True)
+    distorted = bag_to_dataset(bag, tmp_path / 'distorted')
+    assert rectified.frames == distorted.frames == len(FRAMES)
+    kept = open_dataset(tmp_path / 'rectified').frames['frame-000000']
+    undistorted = open_dataset(tmp_path / 'distorted').frames['frame-000000']
+    original = kitchen.frames[FRAMES[0]]
+    np.testing.assert_array_equal(kept.load_image(), original.load_image())
+    assert kept.camera == original.camera
+    assert np.abs(undistorted.load_image().astype(int) - original.load_image()).mean() > 2.0
+
+
+def test_depth_of_another_size_is_refused(bags, tmp_path):
+    """Depth not registered to the colour image would put points at the wrong pixels."""
+    def halve_depth(topic, msg):
+        if topic == '/camera/depth/image_raw':
+            depth = msg.data.view('<u2').reshape(msg.height, msg.width)[::2, ::2]
+            msg.height, msg.width, msg.step = depth.shape[0], depth.shape[1], depth.shape[1] * 2
+            msg.data = np.ascontiguousarray(depth).view(np.uint8).reshape(-1)
+            return msg
+
+    bag = tmp_path / 'small_depth'
+    copy_bag(bags['sqlite3'].path, bag, halve_depth)
+    with pytest.raises(BagError, match='depth on /camera/depth/image_raw is 320x240 but the '
+                                       'images are 640x480'):
+        bag_to_dataset(bag, tmp_path / 'ds', depth_topic='/camera/depth/image_raw')
+
+
 def test_a_failed_bag_to_dataset_leaves_nothing_behind(shared_data_dir, tmp_path):
     """
     A bag that fails half-way (its calibration changes) writes no frames, and may be rerun.

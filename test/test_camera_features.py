@@ -255,3 +255,15 @@ def test_unknown_extractor_and_config_round_trip():
     data = config.to_dict()
     data['added_in_a_newer_version'] = 1
     assert FeatureConfig.from_dict(data) == config
+
+
+def test_depth_must_be_registered_to_the_image(kitchen_image):
+    """Depth of another size is an error: pixels are looked up one to one."""
+    from neumap_ros.core.observations import observe_frame
+    extractor = create_extractor(FeatureConfig(kind='orb', max_keypoints=200))
+    camera = PinholeCamera(640, 480, 525.0, 525.0, 320.0, 240.0)
+    depth = np.full((480, 640), 2.0, np.float32)
+    pixels, _, points = observe_frame(extractor, kitchen_image, camera, np.eye(4), depth)
+    assert len(pixels) > 50 and np.isfinite(points).all(axis=1).mean() > 0.9
+    with pytest.raises(ValueError, match='depth is 320x240 but the image is 640x480'):
+        observe_frame(extractor, kitchen_image, camera, np.eye(4), depth[::2, ::2])

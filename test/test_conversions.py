@@ -121,6 +121,16 @@ def test_compressed_images(bgr):
     with pytest.raises(ImageConversionError, match='compressed depth'):
         compressed_to_numpy(CompressedImage(format='16UC1; compressedDepth png',
                                             data=array.array('B', b'x')))
+    # image_transport names the source encoding first: a Bayer mosaic or 16-bit colour PNG
+    # would decode as a grey or uint16 picture, so the source is held to the raw rules.
+    ok, data = cv2.imencode('.png', cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    for source, message in (('bayer_rggb8', 'debayer'), ('rgb16', 'source encoding "rgb16"')):
+        with pytest.raises(ImageConversionError, match=message):
+            compressed_to_numpy(CompressedImage(format=f'{source}; png compressed ',
+                                                data=array.array('B', data.tobytes())))
+    mono = compressed_to_numpy(CompressedImage(format='mono8; png compressed ',
+                                               data=array.array('B', data.tobytes())))
+    assert mono.shape == (480, 640)
 
 
 def test_numpy_to_image_round_trip(bgr):
@@ -162,6 +172,11 @@ def test_camera_info_to_camera():
     assert (camera.cx, camera.cy, camera.fx) == (140.0, 110.0, 262.5)
     round_trip = camera_info_to_camera(camera_to_camera_info(distorted))
     assert round_trip == distorted
+    # Zero coefficients of a pinhole model, or none at all, mean no distortion.
+    no_distortion = (('plumb_bob', ()), ('', ()), ('', (0.0,) * 5),
+                     ('rational_polynomial', (0.0,) * 8))
+    for model, d in no_distortion:
+        assert camera_info_to_camera(info(model=model, d=d)).distortion == ()
 
 
 @pytest.mark.parametrize('msg,message', [
@@ -171,6 +186,13 @@ def test_camera_info_to_camera():
     (info(model='equidistant', d=(0.1, 0.1, 0.1, 0.1)), 'fisheye'),
     (info(model='plumb_bob', d=(0.1, 0.2)), 'needs 5 coefficients'),
     (info(model='kannala', d=(0.1,) * 4), 'unsupported distortion model'),
+    # A fisheye maps r = f * theta even with zero coefficients: never a pinhole.
+    (info(model='equidistant', d=(0.0,) * 4), 'fisheye'),
+    (info(model='equidistant', d=()), 'fisheye'),
+    (info(model='kannala_brandt', d=(0.0,) * 4), 'unsupported distortion model'),
+    (info(model='', d=(0.1, 0.0, 0.0, 0.0, 0.0)), 'without a distortion model'),
+    (info(k=(525.0, 50.0, 320.0, 0, 525.0, 240.0, 0, 0, 1)), r'skew \(entries \[1\]=50'),
+    (info(k=(525.0, 0, 320.0, 0, 525.0, 240.0, 0, 0, 0)), r'\[8\]=0'),
 ])
 def test_bad_camera_info_is_rejected(msg, message):
     """Uncalibrated or unsupported calibrations raise CameraInfoError naming the problem."""

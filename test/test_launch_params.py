@@ -163,3 +163,6 @@ def test_parameter_types_accept_whole_numbers_for_floats_only():
     assert 'must be of type float' in type_problem('rate', True, 1.0)
     assert 'must be of type int' in type_problem('every', 2.0, 1)
     assert type_problem('topics', ['/a'], ['']) is None
+    # NaN passes every range check (nan < 0 is False) and inf stalls a timeout: both refused.
+    for value in (float('nan'), float('inf'), -float('inf')):
+        assert 'must be a finite number' in type_problem('tf_lookup_timeout', value, 0.1)

@@ -323,11 +323,24 @@ def test_bad_inputs_qos_and_services(ros_context, ros_process, feature_map, othe
                   lambda: int(diagnostics.values().get('sync_pending_images', 0)) >= 1,
                   node, 'image waiting for its camera_info')
     assert int(diagnostics.values()['frames_attempted']) == attempted
+    # A driver that leaves header.stamp at 0 is named as the cause, not "out of order".
+    publish_until(ros, camera, lambda: camera.publish(camera.frame(QUERY_FRAMES[2]),
+                                                      stamp_ns=0),
+                  rejected('header.stamp is 0'), node, 'rejection of a zero stamp')
 
-    # Still localizing after all that.
+    # Still localizing after all that, also when stamps jump a minute back without a clock
+    # jump (a bag looped on wall time): a new timeline, not a minute of "out of order".
     pose = localize(QUERY_FRAMES[3])
     assert pose_error(pose_to_matrix(pose.pose.pose),
                       kitchen.frames[QUERY_FRAMES[3]].T_world_camera)[0] < 0.05
+    restarts = int(diagnostics.values()['sync_restarts'])
+    camera.stamp_ns -= 60 * 10 ** 9
+    pose = localize(QUERY_FRAMES[2])
+    assert pose_error(pose_to_matrix(pose.pose.pose),
+                      kitchen.frames[QUERY_FRAMES[2]].T_world_camera)[0] < 0.05
+    ros.spin_until(lambda: int(diagnostics.values()['sync_restarts']) > restarts,
+                   watch=[node], what='the stamp restart counted')
+    assert 'camera stamps went back by more than 1 s' in node.log()
 
     # A wrong initialpose (the far side of the kitchen, 0.1 m sigma) confines the search and
     # the frame fails; ~/relocalize makes the next frame ignore the prior and succeed.

@@ -252,7 +252,7 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
     images, infos, depths, static_tf = camera_publishers(
         ros, builder, '/place', (TFMessage, '/tf_static', TF_STATIC_QOS))
 
-    def publish(index, frame_id):
+    def publish(index, frame_id, depth_step=1):
         frame = kitchen.frames[BAG_FRAMES[index]]
         header = Image().header
         header.stamp = ns_to_stamp(1_760_000_000 * 10 ** 9 + index * 200_000_000)
@@ -262,6 +262,7 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
         depth_header = Image().header
         depth_header.stamp = ns_to_stamp(stamp_to_ns(header.stamp) + 5_000_000)
         millimetres = np.round(frame.load_depth() * 1000.0).astype(np.uint16)
+        millimetres = np.ascontiguousarray(millimetres[::depth_step, ::depth_step])
         depths.publish(numpy_to_image(millimetres, '16UC1', depth_header))
         return frame
 
@@ -284,6 +285,21 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
                                frame.T_world_camera, atol=1e-6)
     ros.spin_until(lambda: diagnostics.level() == 0, timeout=5.0, watch=[builder],
                    what='OK again once frames are used')
+    assert builder.popen.poll() is None
+
+    # Depth not registered to the image (another size) would give wrong points: skipped.
+    frame = kitchen.frames[BAG_FRAMES[2]]
+    static_tf.publish(TFMessage(transforms=[make_transform_stamped(
+        frame.T_world_camera, 'map', 'camera', 0)]))
+    publish(2, 'camera', depth_step=2)
+    ros.spin_until(lambda: diagnostics.values().get('skipped_bad') == '1', timeout=20.0,
+                   watch=[builder], what='the frame with unregistered depth skipped')
+    assert 'depth is 320x240 but the image is 640x480' in builder.log()
+    # A frame whose TF never comes waits pose_wait, then counts as skipped_no_pose.
+    publish(3, 'unknown_camera')
+    ros.spin_until(lambda: diagnostics.values().get('skipped_no_pose') == '1', timeout=20.0,
+                   watch=[builder], what='the frame TF cannot place skipped')
+    assert diagnostics.values()['frames'] == '1'
     assert builder.popen.poll() is None
 
 

@@ -70,6 +70,37 @@ def test_out_of_order_and_duplicate_stamps_are_rejected():
     assert sync.take().image == 'a'
 
 
+def test_stamps_far_back_restart_the_history():
+    """A stamp seconds older than any seen (a looped bag) restarts pairing; reordering not."""
+    sync = StampSynchronizer(restart_after=1000 * MS)
+    for t in (5000, 5100):
+        sync.add_image(t * MS, f'img{t}')
+        sync.add_info(t * MS, f'info{t}')
+    assert sync.take().image == 'img5100'
+    assert not sync.add_image(5050 * MS, 'reordered')      # 50 ms back: rejected
+    assert sync.counters.out_of_order == 1 and sync.counters.restarts == 0
+    # The loop starts again at 0; its info may come before its image or after it.
+    assert sync.add_info(0, 'info0')
+    assert sync.counters.restarts == 1
+    assert sync.add_image(0, 'img0')
+    assert sync.take().image == 'img0'
+    assert sync.add_image(10 * MS, 'img10') and sync.add_info(10 * MS, 'info10')
+    assert sync.take().image == 'img10' and sync.counters.restarts == 1
+    # A CameraInfo stamped 0 next to stamped images (latched calibration) restarts nothing.
+    latest = StampSynchronizer(latest_info=True, restart_after=1000 * MS)
+    for t in (5000, 5100, 5200):
+        latest.add_info(0, 'calibration')
+        latest.add_image(t * MS, f'img{t}')
+        assert latest.take().image == f'img{t}'
+    assert latest.counters.restarts == 0
+    # Without restart_after the same loop is rejected for ever (the old behaviour, opt-in).
+    strict = StampSynchronizer()
+    strict.add_image(5000 * MS, 'a')
+    assert not strict.add_image(0, 'b') and strict.counters.restarts == 0
+    with pytest.raises(ValueError, match='restart_after'):
+        StampSynchronizer(restart_after=-1)
+
+
 def test_tolerance():
     """Stamps a few ms apart pair only when the tolerance allows it."""
     exact = StampSynchronizer(tolerance=0)

@@ -130,6 +130,20 @@ def test_history_is_bounded():
     assert tf.frames() == []
 
 
+def test_clear_keeps_static_transforms(robot):
+    """After a time jump only dynamic transforms go: a latched static one is never resent."""
+    tf, T_base_camera = robot
+    tf.clear()
+    np.testing.assert_allclose(tf.lookup('base_link', 'camera', 5.0), T_base_camera,
+                               atol=1e-12)
+    with pytest.raises(UnknownFrameError):
+        tf.lookup('map', 'odom', 100.0)
+    # The dynamic chain is rebuilt from new samples on the new timeline.
+    tf.set_transform('map', 'odom', 1.0, [0.0, 0.0, 0.0], quat(0.0))
+    tf.set_transform('odom', 'base_link', 1.0, [0.0, 0.0, 0.0], quat(0.0))
+    np.testing.assert_allclose(tf.lookup('map', 'camera', 1.0), T_base_camera, atol=1e-12)
+
+
 def test_reparenting_and_bad_input():
     """A child that changes parent is re-linked; malformed transforms raise ValueError."""
     tf = TransformBuffer()

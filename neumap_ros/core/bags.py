@@ -528,7 +528,8 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
                    depth_topic: Optional[str] = None, world_frame: str = 'map',
                    camera_frame: Optional[str] = None, every: int = 1, max_frames: int = 0,
                    split_name: str = 'all', sync_tolerance_s: float = 0.0,
-                   progress: Optional[Callable[[int, int], None]] = None) -> DatasetSummary:
+                   progress: Optional[Callable[[int, int], None]] = None,
+                   rectified_input: bool = False) -> DatasetSummary:
     """
     Write a bag's posed images as a 7-Scenes-layout dataset that ``build-map`` reads.
 
@@ -536,7 +537,8 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     ``frame-NNNNNN.depth.png`` (uint16 mm) when a depth topic is given,
     ``rgb-camera-intrinsics.txt``, ``split-<split_name>.txt`` and ``timestamps.txt``. Distorted
     images are undistorted first, since the layout stores a pinhole K only. Images without a
-    pose are skipped and counted. Raises BagError when nothing usable is found.
+    pose are skipped and counted. With ``rectified_input`` the images are taken as rectified
+    (camera_info P, no distortion). Raises BagError when nothing usable is found.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.glob('frame-*')):
@@ -549,7 +551,8 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     try:
         names, skipped, has_depth, source = _write_frames(
             bag, staging, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
-            camera_frame, every, max_frames, split_name, sync_tolerance_s, progress)
+            camera_frame, every, max_frames, split_name, sync_tolerance_s, progress,
+            rectified_input)
         for item in staging.iterdir():
             os.replace(item, out_dir / item.name)
     finally:
@@ -559,13 +562,13 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
 
 def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, depth_topic,
                   world_frame, camera_frame, every, max_frames, split_name, sync_tolerance_s,
-                  progress) -> tuple:
+                  progress, rectified_input=False) -> tuple:
     """Write the dataset files of :func:`bag_to_dataset` into ``out_dir``."""
     names, stamps, skipped = [], [], 0
     K = None
     has_depth = bool(depth_topic)
     with BagReader(bag, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
-                   camera_frame, sync_tolerance_s) as reader:
+                   camera_frame, sync_tolerance_s, rectified_input) as reader:
         total = reader.image_count // max(every, 1)
         for frame in reader.frames(every, max_frames, with_depth=has_depth):
             if frame.T_world_camera is None or frame.camera is None:
@@ -576,6 +579,11 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                 raise BagError(f'image {frame.image.shape[1]}x{frame.image.shape[0]} does not '
                                f'match camera_info {camera.width}x{camera.height}')
             image, depth = frame.image, frame.depth_m
+            if depth is not None and depth.shape[:2] != image.shape[:2]:
+                raise BagError(f'depth on {reader.depth_topic} is {depth.shape[1]}x'
+                               f'{depth.shape[0]} but the images are {image.shape[1]}x'
+                               f'{image.shape[0]}: record depth registered to the colour '
+                               f'camera')
             if camera.has_distortion:
                 image = cv2.undistort(image, camera.K, np.asarray(camera.distortion))
                 if depth is not None:
@@ -635,7 +643,8 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                  camera_info_topic: Optional[str] = None, gt_topic: Optional[str] = None,
                  world_frame: str = 'map', every: int = 1, max_frames: int = 0,
                  device: str = 'auto', options=None, weights=None,
-                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 rectified_input: bool = False) -> dict:
     """
     Localize a bag's images offline with the ROS-free localizer and score them.
 
@@ -651,7 +660,7 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
     records, estimates, truths, without_truth = [], [], [], 0
     try:
         with BagReader(bag, image_topic, camera_info_topic, gt_topic, None,
-                       world_frame) as reader:
+                       world_frame, rectified_input=rectified_input) as reader:
             total = reader.image_count // max(every, 1)
             for frame in reader.frames(every, max_frames):
                 if frame.T_world_camera is None:

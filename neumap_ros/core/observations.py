@@ -86,8 +86,13 @@ def observe_frame(extractor, image: np.ndarray, camera, T_world_camera: np.ndarr
     """
     Keypoints of one image: undistorted pixels, descriptors and world points.
 
-    World points come from ``depth`` (metres, 0 = invalid) when given, else stay NaN.
+    World points come from ``depth`` (metres, 0 = invalid) when given, else stay NaN. The
+    depth must be registered to the image (same size): pixels are looked up one to one.
     """
+    if depth is not None and depth.shape[:2] != image.shape[:2]:
+        raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the image is '
+                         f'{image.shape[1]}x{image.shape[0]}: use depth registered to the '
+                         f'colour camera')
     features = extractor.extract(image)
     pixels = camera.undistort_points(features.keypoints).astype(np.float32)
     points = np.full((len(pixels), 3), np.nan, np.float32)

@@ -59,6 +59,11 @@ _HINTS = {
 }
 
 
+def _hint(encoding: str) -> str:
+    hint = next((h for key, h in _HINTS.items() if key.lower() in encoding.lower()), None)
+    return f': {hint}' if hint else ''
+
+
 def _byte_buffer(data) -> np.ndarray:
     # rclpy gives array('B'), rosbags a uint8 ndarray, tests may pass bytes or lists.
     if isinstance(data, np.ndarray):
@@ -79,10 +84,9 @@ def decode_image(height: int, width: int, encoding: str, step: int, data,
     encodings or when height, width, step and the data length disagree.
     """
     if encoding not in ENCODINGS:
-        hint = next((h for key, h in _HINTS.items() if key.lower() in encoding.lower()), None)
         raise ImageConversionError(
             f'unsupported image encoding "{encoding}" (supported: {", ".join(ENCODINGS)})'
-            + (f': {hint}' if hint else ''))
+            + _hint(encoding))
     dtype, channels, conversion = ENCODINGS[encoding]
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
@@ -143,6 +147,14 @@ def decode_compressed(image_format: str, data) -> np.ndarray:
     """
     if 'compresseddepth' in (image_format or '').lower():
         raise ImageConversionError(f'compressed depth ("{image_format}") is not a camera image')
+    # image_transport writes "<source encoding>; <codec> compressed <...>". The codec hides
+    # the source, so a Bayer mosaic or a 16-bit colour image would decode as something else:
+    # hold the source to the same rules as a raw image.
+    source = (image_format or '').split(';')[0].strip() if ';' in (image_format or '') else ''
+    if source and source not in ENCODINGS:
+        raise ImageConversionError(
+            f'compressed image of source encoding "{source}" is not supported '
+            f'(supported: {", ".join(ENCODINGS)})' + _hint(source))
     buffer = _byte_buffer(data)
     if buffer.size == 0:
         raise ImageConversionError('compressed image holds no data')
@@ -204,16 +216,36 @@ def camera_from_calibration(width: int, height: int, distortion_model: str, d: S
                               f'values')
     if rectified:
         fx, fy, cx, cy = values[0], values[5], values[2], values[6]
+        # Entries a pinhole projection has as 0 (skew, last row) or 1; P[3] and P[7] (stereo
+        # baseline terms) may be anything.
+        fixed = {1: 0.0, 4: 0.0, 8: 0.0, 9: 0.0, 10: 1.0, 11: 0.0}
     else:
         fx, fy, cx, cy = values[0], values[4], values[2], values[5]
+        fixed = {1: 0.0, 3: 0.0, 6: 0.0, 7: 0.0, 8: 1.0}
     if fx <= 0 or fy <= 0:
         raise CameraInfoError(f'camera_info focal lengths are not positive (fx={fx}, fy={fy}): '
                               f'the camera is uncalibrated')
+    wrong = {i: values[i] for i, expected in fixed.items()
+             if not np.isclose(values[i], expected, rtol=0.0, atol=1e-6)}
+    if wrong:
+        raise CameraInfoError(
+            f'camera_info {"P" if rectified else "K"} is not a pinhole matrix without skew '
+            f'(entries {", ".join(f"[{i}]={v:g}" for i, v in wrong.items())}; expected '
+            f'{", ".join(f"[{i}]={fixed[i]:g}" for i in wrong)})')
     distortion = tuple(float(v) for v in np.asarray(d, dtype=float).reshape(-1))
     if not all(np.isfinite(distortion)):
         raise CameraInfoError('camera_info distortion coefficients have NaN or infinite values')
     model = (distortion_model or '').strip()
-    if rectified or not any(distortion):
+    if rectified:
+        distortion = ()
+    elif model == 'equidistant':
+        # Even with zero coefficients a fisheye maps r = f * theta, not a pinhole.
+        raise CameraInfoError('equidistant (fisheye) distortion is not supported: rectify the '
+                              'images first and set rectified_input')
+    elif model not in ('', 'plumb_bob', 'rational_polynomial'):
+        raise CameraInfoError(f'unsupported distortion model "{model}" (plumb_bob, '
+                              f'rational_polynomial)')
+    elif not any(distortion):
         distortion = ()
     elif model == 'plumb_bob':
         if len(distortion) not in (4, 5):
@@ -223,12 +255,9 @@ def camera_from_calibration(width: int, height: int, distortion_model: str, d: S
         if len(distortion) not in (8, 12, 14):
             raise CameraInfoError(f'rational_polynomial distortion needs 8 coefficients, got '
                                   f'{len(distortion)}')
-    elif model == 'equidistant':
-        raise CameraInfoError('equidistant (fisheye) distortion is not supported: rectify the '
-                              'images first and set rectified_input')
     else:
-        raise CameraInfoError(f'unsupported distortion model "{model}" (plumb_bob, '
-                              f'rational_polynomial)')
+        raise CameraInfoError(f'distortion coefficients {list(distortion)} come without a '
+                              f'distortion model (plumb_bob, rational_polynomial)')
     x_offset, y_offset, roi_height, roi_width = (int(v) for v in roi)
     if roi_width > 0 and roi_height > 0:
         if x_offset + roi_width > width or y_offset + roi_height > height:

@@ -19,8 +19,10 @@ A camera driver publishes an Image and a CameraInfo with the same header stamp. 
 synchronizer matches them (exactly, or within a tolerance) and holds at most ONE complete pair:
 the newest. A consumer slower than the camera therefore always gets the freshest frame instead
 of working through a backlog of stale ones; every frame that is superseded before it is taken
-is counted as dropped. Stamps that go backwards (a restarted bag, a misbehaving driver) are
-rejected and counted, so an old frame can never replace a newer one.
+is counted as dropped. Stamps that go backwards a little (reordering, a misbehaving driver) are
+rejected and counted, so an old frame can never replace a newer one. Stamps that go back by
+more than ``restart_after`` mean the source started again (a looped bag, a restarted driver):
+the history is forgotten and counted as a restart, so pairing carries on.
 
 Stamps are integers (nanoseconds in the nodes) so that "equal" means equal.
 """
@@ -40,6 +42,7 @@ class SyncCounters:
     taken: int = 0           # pairs handed to the consumer
     dropped: int = 0         # frames that will never be processed (superseded or unmatched)
     out_of_order: int = 0    # images or infos whose stamp did not increase
+    restarts: int = 0        # stamps that went back by more than restart_after
 
 
 @dataclass
@@ -59,16 +62,21 @@ class StampSynchronizer:
     ``tolerance`` is the largest stamp difference that still counts as a match (0: exact).
     With ``latest_info=True`` an image is paired with the newest CameraInfo whatever its stamp,
     for drivers that publish calibration rarely or with unrelated stamps. ``max_pending``
-    bounds how many unmatched messages of each kind wait for their partner.
+    bounds how many unmatched messages of each kind wait for their partner. A stamp more than
+    ``restart_after`` older than the newest one seen restarts the history (0: never).
     """
 
-    def __init__(self, tolerance: int = 0, max_pending: int = 10, latest_info: bool = False):
+    def __init__(self, tolerance: int = 0, max_pending: int = 10, latest_info: bool = False,
+                 restart_after: int = 0):
         """Create an empty synchronizer."""
         if tolerance < 0:
             raise ValueError(f'tolerance must be >= 0, got {tolerance}')
         if max_pending < 1:
             raise ValueError(f'max_pending must be >= 1, got {max_pending}')
+        if restart_after < 0:
+            raise ValueError(f'restart_after must be >= 0, got {restart_after}')
         self.tolerance = tolerance
+        self.restart_after = restart_after
         self.max_pending = int(max_pending)
         self.latest_info = bool(latest_info)
         self.counters = SyncCounters()
@@ -96,9 +104,21 @@ class StampSynchronizer:
         """Return how many images wait for their CameraInfo."""
         return len(self._images)
 
+    def _restart_if_far_back(self, stamp: int, *history) -> bool:
+        # Each stream against its own history: a latched CameraInfo stamped 0 and republished
+        # next to stamped images is no restart. After a loop, whichever stream comes first
+        # restarts both.
+        seen = [s for s in history if s is not None]
+        if self.restart_after and seen and stamp < max(seen) - self.restart_after:
+            self.reset()
+            self.counters.restarts += 1
+            return True
+        return False
+
     def add_image(self, stamp: int, image: Any) -> bool:
         """Add an image; return False when its stamp is not newer than the last image's."""
         self.counters.images += 1
+        self._restart_if_far_back(stamp, self._last_image, self._last_paired)
         if self._last_image is not None and stamp <= self._last_image or \
                 self._last_paired is not None and stamp <= self._last_paired:
             self.counters.out_of_order += 1
@@ -114,6 +134,7 @@ class StampSynchronizer:
     def add_info(self, stamp: int, info: Any) -> bool:
         """Add a camera info; return False when its stamp is older than the last info's."""
         self.counters.infos += 1
+        self._restart_if_far_back(stamp, self._last_info)
         # An equal stamp is a repeated calibration (latched or republished): keep the newer.
         if self._last_info is not None and stamp < self._last_info:
             self.counters.out_of_order += 1

@@ -202,9 +202,15 @@ class TransformBuffer:
                                   quaternion_xyzw(transform[:3, :3]), static)
 
     def clear(self) -> None:
-        """Forget every transform (e.g. after simulated time jumped backwards)."""
+        """
+        Forget every dynamic transform (e.g. after time jumped backwards).
+
+        Static transforms stay, as in tf2: they hold at every time, and a publisher latches
+        them once (robot_state_publisher), so nothing would send them again.
+        """
         with self._lock:
-            self._edges.clear()
+            for child in [c for c, edge in self._edges.items() if not edge.static]:
+                del self._edges[child]
 
     def frames(self) -> List[str]:
         """Return every known frame, sorted."""

@@ -90,6 +90,9 @@ DEVICES = ('auto', 'cpu', 'cuda')
 TF_MODES = ('odom', 'base', 'camera')
 IMAGE_QOS = ('sensor_data', 'reliable', 'system_default')
 TRANSPORTS = ('raw', 'compressed')
+# Stamps going back by more than this (without a clock jump) mean a new timeline: a bag looped
+# on wall time or a restarted driver. Smaller steps back are reordering and are rejected.
+STAMP_RESTART_NS = 1_000_000_000
 
 # name -> (default, description); declared in the constructor so that YAML files and
 # `ros2 param set` can provide them before configure, as nav2 nodes do.
@@ -343,7 +346,8 @@ class LocalizerNode(LifecycleNode):
         self._configure_error = ''
         self._tf = TransformBuffer(c.tf_cache_time)
         self._sync = StampSynchronizer(int(round(c.sync_tolerance * NS_PER_S)),
-                                       latest_info=c.use_latest_camera_info)
+                                       latest_info=c.use_latest_camera_info,
+                                       restart_after=STAMP_RESTART_NS)
         self._stats = LocalizationStats(c.stats_window, now=time.monotonic())
         self._thresholds = HealthThresholds(c.input_timeout, c.min_success_rate, 3,
                                             c.lost_after_failures, c.max_latency_ms)
@@ -489,26 +493,44 @@ class LocalizerNode(LifecycleNode):
 
     def _on_image(self, msg) -> None:
         now = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._cond:
             if self._sync is None:
                 return
             self._stats.record_input(now)
-            if not self._sync.add_image(stamp_to_ns(msg.header.stamp), msg):
+            restarts = self._sync.counters.restarts
+            if stamp == 0:
+                # Pairing and TF need real stamps; name the cause instead of "out of order".
                 self._stats.record_rejection(
-                    now, 'stamp', f'image stamp {stamp_to_ns(msg.header.stamp)} ns is not newer '
-                                  f'than the previous image (out of order or duplicate)')
-            self._note_drops(now)
-            self._cond.notify_all()
+                    now, 'stamp', 'image header.stamp is 0: the camera driver does not stamp '
+                                  'its images')
+            elif not self._sync.add_image(stamp, msg):
+                self._stats.record_rejection(
+                    now, 'stamp', f'image stamp {stamp} ns is not newer than the previous image '
+                                  f'(out of order or duplicate)')
+            self._after_input(now, restarts)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         now = time.monotonic()
         with self._cond:
             if self._sync is None:
                 return
+            restarts = self._sync.counters.restarts
             if not self._sync.add_info(stamp_to_ns(msg.header.stamp), msg):
                 self._stats.record_rejection(now, 'stamp', 'camera_info stamp went backwards')
-            self._note_drops(now)
-            self._cond.notify_all()
+            self._after_input(now, restarts)
+
+    def _after_input(self, now: float, restarts: int) -> None:
+        # Called with the lock held, after the synchronizer took a message.
+        if self._sync.counters.restarts != restarts:
+            # Stamps went back by seconds without a clock jump (a bag looped on wall time,
+            # a driver restarted): what was known about the old timeline no longer applies.
+            self._forget_timeline()
+            self._warn_throttled('stamp_restart', 'camera stamps went back by more than '
+                                 f'{STAMP_RESTART_NS / NS_PER_S:.0f} s; cleared TF buffer, '
+                                 'pending frames and pose prior')
+        self._note_drops(now)
+        self._cond.notify_all()
 
     def _on_incompatible_qos(self, info) -> None:
         # The classic silent failure: a reliable subscription never hears a best-effort
@@ -544,16 +566,20 @@ class LocalizerNode(LifecycleNode):
     def _on_time_jump(self, jump) -> None:
         # A bag restarted or simulation reset: old stamps and transforms no longer apply.
         with self._cond:
-            if self._tf is not None:
-                self._tf.clear()
-            if self._sync is not None:
-                self._sync.reset()
-            self._last_pose = None
-            self._last_map_odom = None
-            self._last_tf_stamp_ns = 0
+            self._forget_timeline()
         self.get_logger().warning(
             f'time jumped back by {-jump.delta.nanoseconds / 1e9:.2f} s; cleared TF buffer, '
             f'pending frames and pose prior')
+
+    def _forget_timeline(self) -> None:
+        # With the lock held. Static transforms stay (TransformBuffer.clear keeps them).
+        if self._tf is not None:
+            self._tf.clear()
+        if self._sync is not None:
+            self._sync.reset()
+        self._last_pose = None
+        self._last_map_odom = None
+        self._last_tf_stamp_ns = 0
 
     def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
         from neumap_ros.core.localizer import PosePrior
@@ -889,6 +915,7 @@ class LocalizerNode(LifecycleNode):
             values.update({'frames_lost_in_transport': str(self._lost_in_transport),
                            'sync_pairs': str(counters.pairs),
                            'sync_out_of_order': str(counters.out_of_order),
+                           'sync_restarts': str(counters.restarts),
                            'sync_pending_images': str(self._sync.pending_images)})
         values['camera_frame'] = self._config.camera_frame or self._camera_frame_seen
         reasons = [message] if level != Level.OK else []

@@ -81,6 +81,8 @@ PARAMETERS = {
     'use_depth': (False, 'live: subscribe to "depth" (16UC1 mm or 32FC1 m, registered)'),
     'world_frame': ('map', 'frame the map is built in'),
     'camera_frame': ('', 'camera optical frame (empty: image header frame_id)'),
+    'rectified_input': (False, 'images are rectified (image_rect): use camera_info P, ignore '
+                               'distortion'),
     'every': (1, 'bag: use every n-th image'),
     'max_frames': (0, 'most frames used (0: all)'),
     'keyframe_translation': (0.05, 'live: metres between keyframes'),
@@ -283,12 +285,17 @@ class MapBuilderNode(Node):
             return
         try:
             image = image_to_numpy(pair.image)
-            camera = camera_info_to_camera(pair.info)
+            camera = camera_info_to_camera(pair.info, self.p['rectified_input'])
             check_size(image, camera)
             depth = None
             if depth_msg is not None:
                 depth = decode_depth(depth_msg.height, depth_msg.width, depth_msg.encoding,
                                      depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
+                if depth.shape != image.shape[:2]:
+                    # Pixels are looked up one to one: unregistered depth gives wrong points.
+                    raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the '
+                                     f'image is {image.shape[1]}x{image.shape[0]}: use depth '
+                                     f'registered to the colour camera')
         except ValueError as error:
             self.skipped['bad'] += 1
             self.get_logger().warning(f'skipping a frame: {error}')
@@ -306,7 +313,10 @@ class MapBuilderNode(Node):
             self.work_dir.mkdir(parents=True, exist_ok=True)
             np.savetxt(self.work_dir / 'rgb-camera-intrinsics.txt', self.K, fmt='%.9f')
         elif not np.allclose(self.K, camera.K):
+            # One map, one camera (the 7-Scenes layout holds a single K).
             self.skipped['bad'] += 1
+            self.get_logger().warning('skipping a frame: the calibration changed since the '
+                                      'first frame', throttle_duration_sec=5.0)
             return
         name = f'frame-{self.frames:06d}'
         cv2.imwrite(str(self.work_dir / f'{name}.color.png'), image)

@@ -21,8 +21,11 @@ float (or any other mistyped override), a traceback instead of a message. Parame
 therefore declared with dynamic typing and checked here instead: :func:`type_problem` accepts
 whole numbers for floats and reports every other mismatch in one line, so a node given a
 wrong value exits with that line, fails ``configure`` with it, or refuses ``ros2 param set``.
+NaN and infinity are refused too: every range check passes NaN, and an infinite timeout
+stalls whoever waits on it.
 """
 
+import math
 from typing import Optional
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -36,6 +39,8 @@ def type_problem(name: str, value, default) -> Optional[str]:
     if type(value) is not type(default):
         return (f'parameter {name} must be of type {type(default).__name__}, '
                 f'got {value!r} ({type(value).__name__})')
+    if isinstance(value, float) and not math.isfinite(value):
+        return f'parameter {name} must be a finite number, got {value}'
     return None
 
 
