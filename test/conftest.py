@@ -19,7 +19,6 @@ Nothing here imports rclpy at import time: the ROS harness (ros_graph) is loaded
 fixtures that need it, so tests of the ROS-free core do not pay for it.
 """
 
-import random
 
 import pytest
 
@@ -27,19 +26,25 @@ _PROCESSES = pytest.StashKey[list]()
 
 
 @pytest.fixture
-def ros_domain(monkeypatch, tmp_path):
+def ros_domain(monkeypatch, tmp_path, request):
     """
     Give the test (and the processes it starts) a ROS domain of its own, on this host only.
 
     Returns the domain id. The environment is restored after the test.
     """
-    domain_id = random.randint(1, 101)
+    from neumap_ros.ros.ros_domain import claim_domain_id
+    # Claimed, not drawn: a concurrent run (or `make demo`) on this host never shares it.
+    domain_id, lock = claim_domain_id()
+    request.addfinalizer(lock.close)
     log_dir = tmp_path / 'ros_log'
     log_dir.mkdir()
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
     monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     monkeypatch.delenv('ROS_STATIC_PEERS', raising=False)
     monkeypatch.setenv('ROS_LOG_DIR', str(log_dir))
+    # Scratch folders of the processes a test starts (a map builder staging frames) land in
+    # the test's own folder, and go with it even when a process had to be killed.
+    monkeypatch.setenv('TMPDIR', str(tmp_path))
     return domain_id
 
 

@@ -68,7 +68,7 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     evaluator = ros_process(
         'neumap_ros.ros.replay_evaluator', ros_args=launch_params.ros_arguments(
             overrides=dict(launch_params.replay_paths(str(out)), use_sim_time=True,
-                           idle_timeout=3.0, pose_topic=f'/{NODE}/pose',
+                           idle_timeout=10.0, pose_topic=f'/{NODE}/pose',
                            map_path=str(feature_map))))
     poses, odom_tf, diagnostics = [], [], []
     ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 50)
@@ -87,13 +87,16 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     image_topic = launch_params.DEFAULT_IMAGE_TOPIC
     ros_graph.wait_for_subscribers(ros.node, image_topic, watch=[localizer])
     ros_graph.wait_for_subscribers(ros.node, launch_params.DEFAULT_GT_TOPIC, watch=[evaluator])
+    # Both the evaluator and this test must hear every pose for their counts to agree; the
+    # evaluator waits idle_timeout after the last ground truth for the last frame's pose.
+    ros_graph.wait_for_subscribers(ros.node, f'/{NODE}/pose', n=2, watch=[localizer, evaluator])
     player = ros_process('neumap_ros.ros.bag_player', ros_args=launch_params.ros_arguments(
         overrides=launch_params.bag_player_parameters(
             str(bag.path), 1.0, image_topic, launch_params.DEFAULT_GT_TOPIC)))
     ros.spin_until(lambda: player.popen.poll() is not None, timeout=60.0,
                    watch=[localizer, evaluator], what='the bag to finish playing')
     assert player.popen.returncode == 0, player.log()
-    ros.spin_until(lambda: evaluator.popen.poll() is not None, timeout=30.0,
+    ros.spin_until(lambda: evaluator.popen.poll() is not None, timeout=45.0,
                    watch=[localizer], what='the evaluator to write its report')
     assert evaluator.popen.returncode == 0, evaluator.log()
 

@@ -123,6 +123,7 @@ def test_bag_holds_a_robot_recording(bags, kitchen, storage):
     np.testing.assert_allclose(T_base_camera, default_T_base_camera(), atol=1e-9)
     assert np.linalg.norm(T_base_camera[:3, 3]) > 0.3  # a real lever arm, not identity
     # odom -> base_link is the ground truth seen through the drifting map -> odom.
+    assert len(messages['/tf']) == len(messages['/ground_truth/camera_pose']) == len(FRAMES)
     for index, ((_, tf), (_, truth)) in enumerate(zip(messages['/tf'],
                                                       messages['/ground_truth/camera_pose'])):
         [odom_base] = tf.transforms

@@ -114,6 +114,7 @@ def test_compressed_images(bgr):
         msg = CompressedImage(format=image_format, data=array.array('B', data.tobytes()))
         decoded = compressed_to_numpy(msg)
         assert decoded.shape == bgr.shape
+        assert cv2.PSNR(decoded, bgr) > 30   # the same picture, colour order included
         if image_format == 'png':
             np.testing.assert_array_equal(decoded, bgr)
     with pytest.raises(ImageConversionError, match='cannot decode'):

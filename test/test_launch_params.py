@@ -166,3 +166,22 @@ def test_parameter_types_accept_whole_numbers_for_floats_only():
     # NaN passes every range check (nan < 0 is False) and inf stalls a timeout: both refused.
     for value in (float('nan'), float('inf'), -float('inf')):
         assert 'must be a finite number' in type_problem('tf_lookup_timeout', value, 0.1)
+
+
+def test_claimed_domain_ids_are_never_shared():
+    """Claims held at once get different ids until none is left; released ids come back."""
+    from neumap_ros.ros.ros_domain import claim_domain_id, DOMAIN_IDS
+    claims = []
+    try:
+        with pytest.raises(RuntimeError, match='in use'):
+            while len(claims) <= len(DOMAIN_IDS):
+                claims.append(claim_domain_id())
+        ids = [domain_id for domain_id, _ in claims]
+        # Ids another run on this host holds right now are skipped, never shared.
+        assert len(set(ids)) == len(ids) and set(ids) <= set(DOMAIN_IDS)
+        assert len(ids) > len(DOMAIN_IDS) // 2
+    finally:
+        for _, lock in claims:
+            lock.close()
+    domain_id, lock = claim_domain_id()
+    lock.close()

@@ -99,6 +99,8 @@ def test_lifecycle_transitions(ros_context, ros_process, feature_map, tmp_path):
     corrupt.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"not": "a map"}')
     assert set_parameters(ros, NODE, {'map_path': str(corrupt)})[0].successful
     assert not change_state(ros, NODE, Transition.TRANSITION_CONFIGURE)
+    ros.spin_until(lambda: 'corrupt.safetensors' in diagnostics.latest.message,
+                   watch=[node], what='diagnostics naming the corrupt map')
     assert not set_parameters(ros, NODE, {'tf_mode': 'sideways'})[0].successful
     assert not set_parameters(ros, NODE, {'voting_keypoints': 0})[0].successful
     # A whole number is a fine float; a string is not, and the refusal says why.
@@ -110,6 +112,9 @@ def test_lifecycle_transitions(ros_context, ros_process, feature_map, tmp_path):
     assert set_parameters(ros, NODE, {'map_path': str(feature_map)})[0].successful
     assert change_state(ros, NODE, Transition.TRANSITION_CONFIGURE)
     assert get_state(ros, NODE) == (State.PRIMARY_STATE_INACTIVE, 'inactive')
+    # Absence means something only once the endpoints configure made have been discovered:
+    # ~/pose is created by configure, subscriptions and services only by activate.
+    ros_graph.wait_for_publishers(ros.node, f'/{NODE}/pose', watch=[node])
     assert ros.node.count_subscribers(IMAGE_TOPIC) == 0
     services = dict(ros.node.get_service_names_and_types())
     assert f'/{NODE}/relocalize' not in services
@@ -449,11 +454,16 @@ def test_compressed_images_and_base_tf(ros_context, ros_process, feature_map, ki
     # the last of them for the last frame, and the skipped frames show up as dropped.
     poses.clear()
     burst = []
+    started = time.monotonic()
     for _ in range(12):
         burst.append(publish())
         time.sleep(1 / 12)
+    elapsed = time.monotonic() - started
     ros.spin_until(lambda: poses and stamp_to_ns(poses[-1].header.stamp) == burst[-1],
                    timeout=10.0, watch=[node], what='a pose for the newest frame of the burst')
-    assert len(poses) <= 4
+    # Counted against the time the burst really took (a loaded machine stretches it): at
+    # 1 Hz, one pose per started second plus the frame in flight when the burst began.
+    of_burst = [p for p in poses if stamp_to_ns(p.header.stamp) in burst]
+    assert len(of_burst) <= math.floor(elapsed * 1.0) + 2, (len(of_burst), elapsed)
     ros.spin_until(lambda: int(diagnostics.values().get('frames_dropped', 0)) >= 4,
                    watch=[node], what='dropped frames in diagnostics')

@@ -21,6 +21,7 @@ that were not mapped.
 """
 
 from pathlib import Path
+import shutil
 import signal
 
 from geometry_msgs.msg import PoseStamped
@@ -305,7 +306,8 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
 
 def test_a_work_dir_holding_the_bag_keeps_it(ros_context, ros_process, depth_bag, tmp_path):
     """Frames are staged in a folder of the builder's own, never over the bag beside them."""
-    bag = Path(depth_bag.path)
+    bag = tmp_path / 'bags' / 'kitchen'   # a copy: this test stages next to the bag
+    shutil.copytree(depth_bag.path, bag)
     output = tmp_path / 'beside.safetensors'
     builder = start_builder(ros_process, output, bag, extra={'work_dir': str(bag.parent)},
                             name='beside_builder')

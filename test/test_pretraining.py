@@ -21,6 +21,7 @@ then runs as a subprocess, alone or under torchrun with two gloo processes.
 
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
 
@@ -64,6 +65,23 @@ def tiny_setup(tmp_path_factory):
     return config, cache, scenes
 
 
+def run_group(command, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+    """
+    subprocess.run in a process group of its own, killed whole on timeout.
+
+    torchrun's workers are its children: killing torchrun alone would leave them running.
+    """
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def _run_train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
     command = [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(config),
                '--cache', str(cache), '--out', str(out), '--quiet', *map(str, extra)]
@@ -71,8 +89,7 @@ def _run_train(config: Path, cache: Path, out: Path, processes: int = 1, extra=(
         command = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
                    f'--nproc_per_node={processes}', '-m', 'neumap_ros.cli', *command[3:]]
     environment = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.run(command, capture_output=True, text=True, timeout=240,
-                          env=environment)
+    return run_group(command, env=environment)
 
 
 def _train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
@@ -190,11 +207,10 @@ def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):
                                      decoder=dict(TINY['training']['decoder'], width=48)))
     other_config = tmp_path / 'other.yaml'
     other_config.write_text(yaml.safe_dump(other))
-    result = subprocess.run(
+    result = run_group(
         [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(other_config),
          '--cache', str(cache), '--out', str(tmp_path / 'bad.safetensors'), '--quiet',
-         '--init', str(tmp_path / 'base.safetensors')],
-        capture_output=True, text=True, timeout=240)
+         '--init', str(tmp_path / 'base.safetensors')])
     assert result.returncode == 2 and 'architecture' in result.stderr, result.stderr
     assert not (tmp_path / 'bad.safetensors').exists()
 
@@ -205,10 +221,9 @@ def test_train_refuses_keypoints_the_decoder_cannot_read(tmp_path):
     orb = {'kind': 'orb', 'max_keypoints': 400}
     config.write_text(yaml.safe_dump(dict(TINY, features=orb)))
     cache = tmp_path / 'cache'
-    result = subprocess.run(
+    result = run_group(
         [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(config),
-         '--cache', str(cache), '--out', str(tmp_path / 'orb.safetensors'), '--quiet'],
-        capture_output=True, text=True, timeout=240)
+         '--cache', str(cache), '--out', str(tmp_path / 'orb.safetensors'), '--quiet'])
     assert result.returncode == 2, result.stderr
     assert "'orb' keypoints do not fit a decoder of 128-d" in result.stderr
     assert 'descriptor_dim' in result.stderr

@@ -14,9 +14,6 @@
 
 """XML files are well formed, and package manifests are valid format-3 package.xml files."""
 
-import shutil
-import subprocess
-
 from catkin_pkg.package import parse_package
 from lint_files import repo_files, REPO_ROOT
 from lxml import etree
@@ -29,13 +26,13 @@ XML_FILES = list(repo_files('.xml'))
 @pytest.mark.xmllint
 @pytest.mark.parametrize('path', XML_FILES, ids=[str(p.relative_to(REPO_ROOT)) for p in XML_FILES])
 def test_xml_well_formed(path):
-    """Each XML file parses (lxml), and passes xmllint where that tool is installed."""
+    """
+    Each XML file parses with lxml (which raises on any well-formedness error).
+
+    No schema validation: the schemas named in xml-model are remote and CI is offline; the
+    manifest's content is checked by catkin_pkg below.
+    """
     etree.parse(str(path))
-    xmllint = shutil.which('xmllint')
-    if xmllint:
-        # No schema validation: the schemas named in xml-model are remote and CI is offline.
-        result = subprocess.run([xmllint, '--noout', str(path)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.linter

@@ -28,7 +28,6 @@
 import json
 import os
 from pathlib import Path
-import random
 import shutil
 import signal
 import subprocess
@@ -46,6 +45,7 @@ from neumap_ros.core.mapping import MappingConfig
 from neumap_ros.core.plots import plot_reports
 from neumap_ros.core.synthetic.dataset import generate_dataset
 from neumap_ros.ros import launch_params
+from neumap_ros.ros.ros_domain import claim_domain_id
 
 DEMO_SEED = 7
 DEMO_FRAMES = (240, 40)   # mapping sequence, revisit queries
@@ -86,8 +86,10 @@ def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def _replay(map_path: Path, bag: Path, out: Path, timeout: float) -> dict:
     """Run player, localizer and evaluator as separate ROS processes; return the report."""
-    # A private domain on this host only, so the demo never talks to a real robot.
-    os.environ['ROS_DOMAIN_ID'] = str(random.randint(1, 101))
+    # A private domain on this host only, so the demo never talks to a real robot (or to a
+    # test run); held until the replay's processes are stopped.
+    domain_id, domain_lock = claim_domain_id()
+    os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_LOG_DIR', str(out / 'ros_log'))
     params = launch_params.config_path('localizer.yaml')
@@ -122,6 +124,7 @@ def _replay(map_path: Path, bag: Path, out: Path, timeout: float) -> dict:
     finally:
         for process in processes:
             _stop(process)
+        domain_lock.close()
     report_path = out / 'report.json'
     if not report_path.exists():
         raise RuntimeError(f'the evaluator wrote no report; see {out / "evaluator.log"}')

@@ -527,7 +527,7 @@ def main(args=None) -> int:
                     rclpy.spin_once(node, timeout_sec=0.1)
                     if exit_when_done and node.done.is_set():
                         # Let the last progress and diagnostics reach their subscribers.
-                        node.progress_pub.wait_for_all_acked(Duration(seconds=1))
+                        node.progress_pub.wait_for_all_acked(Duration(seconds=5))
                         status = 0 if node.succeeded else 1
                         break
             finally:
