@@ -101,7 +101,8 @@ def _replay(map_path: Path, bag: Path, out: Path, timeout: float) -> dict:
                                            launch_params.DEFAULT_CAMERA_INFO_TOPIC))
     evaluator_args = launch_params.ros_arguments(overrides=dict(
         launch_params.replay_paths(str(out)), use_sim_time=True, idle_timeout=5.0,
-        pose_topic='/localizer_node/pose', method='neural (ROS replay)'))
+        pose_topic='/localizer_node/pose', method='neural (ROS replay)',
+        map_path=str(map_path)))
     player_args = launch_params.ros_arguments(overrides=launch_params.bag_player_parameters(
         str(bag), 1.0, launch_params.DEFAULT_IMAGE_TOPIC, launch_params.DEFAULT_GT_TOPIC))
     processes = [_start('neumap_ros.ros.localizer_node', localizer_args, out / 'localizer.log'),
@@ -161,8 +162,6 @@ def run_demo(output: Path, weights=None, quiet: bool = False) -> int:
     _log('replaying the bag through bag_player -> localizer_node -> replay_evaluator')
     replay = _replay(neural_map, bag, replay_dir,
                      timeout=120.0 + 3.0 * len(summary.stamps_ns) / REPLAY_FPS)
-    replay['map_bytes'] = neural.map_bytes
-    replay['mapping_seconds'] = round(neural.seconds, 1)
 
     _log('offline evaluation of the baseline on the same queries')
     localizer = load_localizer(feature_map, 'cpu')

@@ -1,0 +1,48 @@
+# Copyright 2026 neumap_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""`neumap demo` (the README's first command) at a small scale, through real ROS processes."""
+
+import json
+
+import pytest
+
+from neumap_ros.core.mapping import MappingConfig
+from neumap_ros.ros import demo
+
+
+@pytest.fixture
+def small_demo(monkeypatch, ros_domain):
+    """
+    Shrink the demo's scene and mapping; everything else runs as `make demo` runs it.
+
+    The demo claims a ROS domain of its own and writes it to os.environ; ros_domain's
+    monkeypatch puts the environment back afterwards.
+    """
+    monkeypatch.setattr(demo, 'DEMO_FRAMES', (60, 6))
+    monkeypatch.setattr(demo, 'MappingConfig', lambda: MappingConfig(iterations=200))
+
+
+def test_demo_maps_replays_and_reports(small_demo, tmp_path, capsys):
+    """Both maps, a bag, the ROS replay, both reports and the plot; the floor is checked."""
+    assert demo.run_demo(tmp_path, quiet=True) == 0
+    printed = capsys.readouterr().out
+    assert 'neural (ROS replay)' in printed and 'features (offline)' in printed
+    replay = json.loads((tmp_path / 'replay' / 'report.json').read_text())
+    baseline = json.loads((tmp_path / 'baseline_report.json').read_text())
+    assert replay['queries'] == baseline['queries'] == 6
+    assert replay['recall']['0.05m_5deg'] >= demo.DEMO_FLOOR
+    assert 0 < replay['map_bytes'] < baseline['map_bytes']
+    assert (tmp_path / 'demo.png').stat().st_size > 10_000
+    assert (tmp_path / 'replay' / 'estimate.tum').is_file()
