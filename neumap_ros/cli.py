@@ -197,6 +197,20 @@ def cmd_dataset_to_bag(args) -> int:
     return 0
 
 
+def _bag_progress(args, what: str):
+    """Return a progress(done, total) callback drawing a bar, or None with --quiet."""
+    if getattr(args, 'quiet', False):
+        return None
+    from tqdm import tqdm
+    bar = tqdm(desc=what, unit='img', leave=False)
+
+    def update(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return update
+
+
 def cmd_bag_to_dataset(args) -> int:
     """Extract a bag's posed images as a 7-Scenes-layout dataset for build-map."""
     from neumap_ros.core.bags import bag_to_dataset
@@ -204,7 +218,7 @@ def cmd_bag_to_dataset(args) -> int:
         Path(args.bag), Path(args.out), args.image_topic, args.camera_info_topic,
         args.gt_topic, args.depth_topic, args.world_frame, args.camera_frame, args.every,
         args.max_frames, args.split_name, args.sync_tolerance,
-        rectified_input=args.rectified)
+        progress=_bag_progress(args, 'extract'), rectified_input=args.rectified)
     print(f'wrote {summary.frames} frames to {summary.path} (poses from {summary.pose_source}'
           f', {summary.skipped_without_pose} skipped); build a map with: neumap build-map '
           f'{summary.path} --split {summary.split} --out MAP')
@@ -221,7 +235,8 @@ def cmd_evaluate_bag(args) -> int:
         Path(args.map), Path(args.bag), args.json, args.tum, args.gt_tum, args.plot,
         args.image_topic, args.camera_info_topic, args.gt_topic, args.world_frame, args.every,
         args.max_frames, args.device, _localizer_options(args), args.weights,
-        rectified_input=args.rectified)
+        progress=_bag_progress(args, 'localize'), rectified_input=args.rectified,
+        camera_frame=args.camera_frame, sync_tolerance_s=args.sync_tolerance)
     print(format_table([report]))
     return 0
 
@@ -265,6 +280,7 @@ def _add_bag_commands(commands) -> None:
     to_dataset.add_argument('--sync-tolerance', type=float, default=0.0,
                             help='seconds between image and calibration/pose stamps')
     to_dataset.add_argument('--rectified', action='store_true', help=RECTIFIED_HELP)
+    to_dataset.add_argument('--quiet', action='store_true', help='no progress bar')
     to_dataset.set_defaults(handler=cmd_bag_to_dataset)
 
     evaluate = commands.add_parser('evaluate-bag',
@@ -279,6 +295,10 @@ def _add_bag_commands(commands) -> None:
     evaluate.add_argument('--camera-info-topic')
     evaluate.add_argument('--gt-topic', help='default: the only PoseStamped topic, else TF')
     evaluate.add_argument('--world-frame', default='map')
+    evaluate.add_argument('--camera-frame', help='TF poses: default the image frame_id')
+    evaluate.add_argument('--sync-tolerance', type=float, default=0.0,
+                          help='seconds between image and calibration/pose stamps')
+    evaluate.add_argument('--quiet', action='store_true', help='no progress bar')
     evaluate.add_argument('--every', type=int, default=1)
     evaluate.add_argument('--max-frames', type=int, default=0)
     evaluate.add_argument('--device', default='auto')

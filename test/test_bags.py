@@ -178,18 +178,36 @@ def test_bag_to_dataset_from_tf(bags, kitchen, tmp_path):
                        world_frame='nowhere')
 
 
+DROP = object()
+
+
 def copy_bag(source, target, edit):
-    """Copy a bag, passing every message through ``edit(topic, msg)`` (None: unchanged)."""
+    """
+    Copy a bag through ``edit(topic, msg)``.
+
+    It returns None to keep the message, a message to replace it (of any type), a
+    (topic, message) pair to move it, a list of such pairs to write several, or DROP.
+    """
     from rosbags.rosbag2 import Reader, Writer
     store = typestore()
+    connections = {}
     with Reader(source) as reader, Writer(target, version=9) as writer:
-        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store)
-                       for c in reader.connections}
         for connection, stamp, raw in reader.messages():
-            msg = edit(connection.topic, store.deserialize_cdr(raw, connection.msgtype))
-            if msg is not None:
-                raw = store.serialize_cdr(msg, connection.msgtype)
-            writer.write(connections[connection.id], stamp, raw)
+            out = edit(connection.topic, store.deserialize_cdr(raw, connection.msgtype))
+            if out is DROP:
+                continue
+            if out is None:
+                outputs = [(connection.topic, connection.msgtype, raw)]
+            else:
+                pairs = out if isinstance(out, list) else [
+                    out if isinstance(out, tuple) else (connection.topic, out)]
+                outputs = [(topic, msg.__msgtype__,
+                            store.serialize_cdr(msg, msg.__msgtype__)) for topic, msg in pairs]
+            for topic, msgtype, data in outputs:
+                if (topic, msgtype) not in connections:
+                    connections[topic, msgtype] = writer.add_connection(topic, msgtype,
+                                                                        typestore=store)
+                writer.write(connections[topic, msgtype], stamp, data)
 
 
 def test_bag_to_dataset_of_rectified_images(bags, kitchen, tmp_path):
@@ -215,6 +233,104 @@ def test_bag_to_dataset_of_rectified_images(bags, kitchen, tmp_path):
     np.testing.assert_array_equal(kept.load_image(), original.load_image())
     assert kept.camera == original.camera
     assert np.abs(undistorted.load_image().astype(int) - original.load_image()).mean() > 2.0
+
+
+def ground_truth_as(kind, frame_id='map', shift_ns=0):
+    """Return an edit for copy_bag that turns the PoseStamped ground truth into ``kind``."""
+    store = typestore()
+    msg = store.types
+
+    def edit(topic, pose_stamped):
+        if topic != '/ground_truth/camera_pose':
+            return None
+        header = pose_stamped.header
+        stamp_ns = header.stamp.sec * 10 ** 9 + header.stamp.nanosec + shift_ns
+        header = msg['std_msgs/msg/Header'](
+            stamp=msg['builtin_interfaces/msg/Time'](sec=stamp_ns // 10 ** 9,
+                                                     nanosec=stamp_ns % 10 ** 9),
+            frame_id=frame_id)
+        pose, covariance = pose_stamped.pose, np.zeros(36)
+        with_covariance = msg['geometry_msgs/msg/PoseWithCovariance'](
+            pose=pose, covariance=covariance)
+        if kind == 'PoseStamped':
+            out = msg['geometry_msgs/msg/PoseStamped'](header=header, pose=pose)
+        elif kind == 'PoseWithCovarianceStamped':
+            out = msg['geometry_msgs/msg/PoseWithCovarianceStamped'](header=header,
+                                                                     pose=with_covariance)
+        elif kind == 'Odometry':
+            twist = msg['geometry_msgs/msg/TwistWithCovariance'](
+                twist=msg['geometry_msgs/msg/Twist'](
+                    linear=msg['geometry_msgs/msg/Vector3'](x=0.0, y=0.0, z=0.0),
+                    angular=msg['geometry_msgs/msg/Vector3'](x=0.0, y=0.0, z=0.0)),
+                covariance=covariance)
+            out = msg['nav_msgs/msg/Odometry'](header=header, child_frame_id='camera',
+                                               pose=with_covariance, twist=twist)
+        else:
+            p = pose.position
+            out = msg['geometry_msgs/msg/TransformStamped'](
+                header=header, child_frame_id='camera', transform=msg[
+                    'geometry_msgs/msg/Transform'](translation=msg['geometry_msgs/msg/Vector3'](
+                        x=p.x, y=p.y, z=p.z), rotation=pose.orientation))
+        return '/gt', out
+    return edit
+
+
+@pytest.mark.parametrize('kind', ['PoseWithCovarianceStamped', 'Odometry', 'TransformStamped'])
+def test_ground_truth_of_other_pose_types(bags, kitchen, tmp_path, kind):
+    """Mocap and localizer outputs (with covariance, odometry, transforms) are ground truth."""
+    bag = tmp_path / 'bag'
+    copy_bag(bags['mcap'].path, bag, ground_truth_as(kind))
+    summary = bag_to_dataset(bag, tmp_path / 'ds', gt_topic='/gt')
+    assert summary.frames == len(FRAMES)
+    dataset = open_dataset(tmp_path / 'ds')
+    for index, name in enumerate(FRAMES):
+        np.testing.assert_allclose(dataset.frames[f'frame-{index:06d}'].T_world_camera,
+                                   kitchen.frames[name].T_world_camera, atol=1e-8)
+
+
+def test_ground_truth_is_interpolated_and_checked(bags, kitchen, tmp_path):
+    """
+    Ground truth between images' stamps is interpolated; a wrong frame or type is refused.
+
+    The samples are moved half a frame later, so every image but the first lies halfway
+    between two of them (0.2 s apart): its pose is their midpoint (linear, slerp).
+    """
+    from scipy.spatial.transform import Rotation, Slerp
+    bag = tmp_path / 'shifted'
+    copy_bag(bags['mcap'].path, bag, ground_truth_as('PoseStamped', shift_ns=100_000_000))
+    summary = bag_to_dataset(bag, tmp_path / 'ds', gt_topic='/gt')
+    assert summary.frames == len(FRAMES) - 1 and summary.skipped_without_pose == 1
+    dataset = open_dataset(tmp_path / 'ds')
+    for index in range(1, len(FRAMES)):
+        before, after = (kitchen.frames[FRAMES[i]].T_world_camera for i in (index - 1, index))
+        rotation = Slerp([0.0, 1.0], Rotation.from_matrix([before[:3, :3], after[:3, :3]]))
+        got = dataset.frames[f'frame-{index - 1:06d}'].T_world_camera
+        np.testing.assert_allclose(got[:3, 3], (before[:3, 3] + after[:3, 3]) / 2, atol=1e-6)
+        np.testing.assert_allclose(got[:3, :3], rotation(0.5).as_matrix(), atol=1e-6)
+
+    odom = tmp_path / 'odom'
+    copy_bag(bags['mcap'].path, odom, ground_truth_as('Odometry', frame_id='odom'))
+    with pytest.raises(BagError, match='given in frame "odom", not in the world frame "map"'):
+        BagReader(odom, gt_topic='/gt')
+    with pytest.raises(BagError, match='ground truth topic /camera/color/image_raw carries '
+                                       'sensor_msgs/msg/Image'):
+        BagReader(bags['mcap'].path, gt_topic='/camera/color/image_raw')
+    with pytest.raises(BagError, match='depth topic /camera/color/camera_info carries '
+                                       'sensor_msgs/msg/CameraInfo'):
+        BagReader(bags['mcap'].path, depth_topic='/camera/color/camera_info')
+
+
+def test_unstamped_images_are_named(bags, tmp_path):
+    """Images with header stamp 0 get no pose (not the latest one), and the error says why."""
+    def unstamp(topic, msg):
+        if topic == '/camera/color/image_raw':
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 0, 0
+            return msg
+
+    bag = tmp_path / 'bag'
+    copy_bag(bags['mcap'].path, bag, unstamp)
+    with pytest.raises(BagError, match=f'images skipped: {len(FRAMES)} header stamp 0'):
+        bag_to_dataset(bag, tmp_path / 'ds', gt_topic='', world_frame='odom')
 
 
 def test_depth_of_another_size_is_refused(bags, tmp_path):
@@ -285,6 +401,9 @@ def test_evaluate_bag(bags, feature_map, tmp_path):
     assert len(truth) == len(FRAMES) and len(estimate) == report['localized']
     assert truth[0, 0] == pytest.approx(DEFAULT_START_NS / 1e9)
     np.testing.assert_allclose(np.linalg.norm(truth[:, 4:], axis=1), 1.0)
+    # Stamps are written from their nanoseconds, not through a float of epoch seconds.
+    written = [line.split()[0] for line in paths['g.tum'].read_text().splitlines()[1:]]
+    assert written == [f'{ns // 10 ** 9}.{ns % 10 ** 9:09d}' for ns in bags['mcap'].stamps_ns]
     matched = {row[0]: row for row in truth}
     errors = [np.linalg.norm(row[1:4] - matched[row[0]][1:4]) for row in estimate]
     assert np.median(errors) < 0.05
@@ -306,3 +425,30 @@ def test_cli_bag_commands(bags, feature_map, shared_data_dir, tmp_path, capsys):
     assert 'features' in capsys.readouterr().out
     assert main(['bag-to-dataset', str(tmp_path / 'missing'), '--out', str(tmp_path / 'x')]) == 2
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_the_camera_info_beside_the_image_is_taken(bags, tmp_path):
+    """With colour and depth calibrations in one bag, the image's sibling camera_info wins."""
+    store = typestore()
+
+    def depth_calibration_too(topic, msg):
+        if topic == '/camera/color/camera_info':
+            depth_info = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__),
+                                               msg.__msgtype__)
+            depth_info.k = depth_info.k * 0.5   # another camera
+            return [(topic, msg), ('/camera/depth/camera_info', depth_info)]
+        return None
+
+    bag = tmp_path / 'bag'
+    copy_bag(bags['mcap'].path, bag, depth_calibration_too)
+    with BagReader(bag) as reader:
+        assert reader.camera_info_topic == '/camera/color/camera_info'
+
+    def moved_image(topic, msg):
+        return depth_calibration_too(topic, msg) or (
+            ('/other/image_raw', msg) if topic == '/camera/color/image_raw' else None)
+
+    other = tmp_path / 'other'
+    copy_bag(bags['mcap'].path, other, moved_image)
+    with pytest.raises(BagError, match='cannot tell which camera_info topic'):
+        BagReader(other)

@@ -53,12 +53,17 @@ from neumap_ros.core.geometry import invert_transform, make_transform, quaternio
     rotation_from_quaternion_xyzw
 from neumap_ros.core.sensor_data import camera_from_calibration, decode_compressed, \
     decode_depth, decode_image
-from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
+from neumap_ros.core.transform_buffer import slerp, TransformBuffer, TransformError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POSE_TYPE = 'geometry_msgs/msg/PoseStamped'
+# Ground truth may come as any of these; the pose is the child (camera) in the header's frame.
+POSE_TYPES = (POSE_TYPE, 'geometry_msgs/msg/PoseWithCovarianceStamped', 'nav_msgs/msg/Odometry',
+              'geometry_msgs/msg/TransformStamped')
+# Ground-truth samples further apart than this are not interpolated between (a tracking gap).
+MAX_INTERPOLATION_GAP_NS = 500_000_000
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
 
 # Mid-November 2023: a realistic wall-clock epoch for recorded data.
@@ -117,6 +122,28 @@ def _matrix_from_ros(translation, rotation) -> np.ndarray:
     return make_transform(rotation_from_quaternion_xyzw(
         [rotation.x, rotation.y, rotation.z, rotation.w]),
         [translation.x, translation.y, translation.z])
+
+
+def _sibling_camera_info(image_topic: str) -> str:
+    """Return the camera_info topic image_transport pairs with ``image_topic``."""
+    base = image_topic[:-len('/compressed')] if image_topic.endswith('/compressed') \
+        else image_topic
+    return base.rsplit('/', 1)[0] + '/camera_info'
+
+
+def interpolate_pose(T0: np.ndarray, T1: np.ndarray, fraction: float) -> np.ndarray:
+    """Interpolate two 4x4 poses: linear in translation, slerp in rotation."""
+    rotation = slerp(quaternion_xyzw(T0[:3, :3]), quaternion_xyzw(T1[:3, :3]), fraction)
+    return make_transform(rotation_from_quaternion_xyzw(rotation),
+                          (1.0 - fraction) * T0[:3, 3] + fraction * T1[:3, 3])
+
+
+def _pose_matrix(msg) -> np.ndarray:
+    """Return the 4x4 pose any of POSE_TYPES carries."""
+    if hasattr(msg, 'transform'):                      # TransformStamped
+        return _matrix_from_ros(msg.transform.translation, msg.transform.rotation)
+    pose = msg.pose.pose if hasattr(msg.pose, 'pose') else msg.pose   # with covariance
+    return _matrix_from_ros(pose.position, pose.orientation)
 
 
 @dataclass
@@ -351,22 +378,25 @@ class BagReader:
         self.types = {c.topic: c.msgtype for c in self._reader.connections}
         self.image_topic = self._pick(image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), 'image',
                                       exclude='depth')
-        self.camera_info_topic = self._pick(camera_info_topic, (INFO_TYPE,), 'camera_info')
-        self.gt_topic = gt_topic if gt_topic is not None else \
-            self._pick(None, (POSE_TYPE,), 'ground truth', required=False)
-        if self.gt_topic == '':
-            self.gt_topic = None
-        if self.gt_topic and self.gt_topic not in self.types:
-            raise BagError(f'bag has no topic {self.gt_topic}; it has {sorted(self.types)}')
-        self.depth_topic = depth_topic or None
-        if self.depth_topic and self.depth_topic not in self.types:
-            raise BagError(f'bag has no topic {self.depth_topic}; it has {sorted(self.types)}')
+        self.camera_info_topic = self._pick(camera_info_topic, (INFO_TYPE,), 'camera_info',
+                                            prefer=_sibling_camera_info(self.image_topic))
+        if gt_topic is None:
+            self.gt_topic = self._pick(None, (POSE_TYPE,), 'ground truth', required=False,
+                                       hint='; or pass an empty ground-truth topic to use TF')
+        else:
+            self.gt_topic = self._pick(gt_topic, POSE_TYPES, 'ground truth') if gt_topic \
+                else None
+        self.depth_topic = self._pick(depth_topic, (IMAGE_TYPE,), 'depth') if depth_topic \
+            else None
         self.world_frame = world_frame
         self.camera_frame = camera_frame
         self.tolerance_ns = int(round(sync_tolerance_s * 1e9))
         self.rectified_input = rectified_input
-        self.tf = TransformBuffer(cache_time=max(self.duration_s * 2.0, 1.0) + 10.0)
+        # An offline index keeps everything: header time may span far more than log time
+        # (a bag recorded from a faster-than-real-time replay or simulation).
+        self.tf = TransformBuffer(cache_time=math.inf)
         self.ground_truth: Dict[int, np.ndarray] = {}
+        self.zero_stamp_images = 0   # images without a header stamp: no pose can be found
         self.infos: Dict[int, object] = {}
         self._index()
 
@@ -392,23 +422,25 @@ class BagReader:
         """Close on leaving the with block."""
         self.close()
 
-    def _pick(self, topic, msgtypes, what, required=True, exclude=None):
+    def _pick(self, topic, msgtypes, what, required=True, exclude=None, hint='', prefer=None):
         if topic:
             if topic not in self.types:
                 raise BagError(f'bag {self.path} has no topic {topic}; its topics: '
                                f'{sorted(self.types)}')
             if self.types[topic] not in msgtypes:
-                raise BagError(f'topic {topic} carries {self.types[topic]}, expected '
+                raise BagError(f'{what} topic {topic} carries {self.types[topic]}, expected '
                                f'{" or ".join(msgtypes)}')
             return topic
         found = [t for t, m in self.types.items() if m in msgtypes
                  and not (exclude and exclude in t)]
         if len(found) == 1:
             return found[0]
+        if prefer in found:
+            return prefer
         if not required and not found:
             return None
         raise BagError(f'cannot tell which {what} topic to use in {self.path}: candidates '
-                       f'{sorted(found) or "none"}; name one explicitly')
+                       f'{sorted(found) or "none"}; name one explicitly{hint}')
 
     def _messages(self, topics):
         connections = [c for c in self._reader.connections if c.topic in topics]
@@ -423,9 +455,13 @@ class BagReader:
             if topic == self.camera_info_topic:
                 self.infos[_stamp_ns(msg.header)] = msg
             elif topic == self.gt_topic:
-                pose = msg.pose
-                self.ground_truth[_stamp_ns(msg.header)] = _matrix_from_ros(pose.position,
-                                                                            pose.orientation)
+                frame = msg.header.frame_id.strip('/')
+                if frame and frame != self.world_frame.strip('/'):
+                    raise BagError(
+                        f'ground truth {self.gt_topic} is given in frame "{frame}", not in the '
+                        f'world frame "{self.world_frame}": set the world frame to "{frame}", '
+                        f'or pass an empty ground-truth topic to use TF')
+                self.ground_truth[_stamp_ns(msg.header)] = _pose_matrix(msg)
             else:
                 for transform in msg.transforms:
                     try:
@@ -439,6 +475,7 @@ class BagReader:
                         continue
         if not self.infos:
             raise BagError(f'topic {self.camera_info_topic} of {self.path} holds no messages')
+        self._truth_stamps = np.array(sorted(self.ground_truth), dtype=np.int64)
 
     def _nearest(self, table: dict, stamp: int):
         if stamp in table:
@@ -462,13 +499,37 @@ class BagReader:
             (roi.x_offset, roi.y_offset, roi.height, roi.width), self.rectified_input)
 
     def pose_for(self, stamp: int, frame_id: str) -> Optional[np.ndarray]:
-        """Return the ground-truth camera-to-world pose at ``stamp``, or None."""
+        """
+        Return the ground-truth camera-to-world pose at ``stamp``, or None.
+
+        From a pose topic: the sample at ``stamp``, else interpolated between the samples
+        around it (at most MAX_INTERPOLATION_GAP_NS apart, as TF poses are), else the nearest
+        within the sync tolerance. A zero stamp (an unstamped image) has no pose.
+        """
+        if stamp == 0:
+            return None
         if self.gt_topic:
-            return self._nearest(self.ground_truth, stamp)
+            return self._truth_at(stamp)
         try:
             return self.tf.lookup(self.world_frame, self.camera_frame or frame_id, stamp / 1e9)
         except TransformError:
             return None
+
+    def _truth_at(self, stamp: int) -> Optional[np.ndarray]:
+        if stamp in self.ground_truth:
+            return self.ground_truth[stamp]
+        stamps = self._truth_stamps
+        after = int(np.searchsorted(stamps, stamp))
+        if 0 < after < len(stamps) and stamps[after] - stamps[after - 1] <= \
+                MAX_INTERPOLATION_GAP_NS:
+            t0, t1 = int(stamps[after - 1]), int(stamps[after])
+            return interpolate_pose(self.ground_truth[t0], self.ground_truth[t1],
+                                    (stamp - t0) / (t1 - t0))
+        near = [int(stamps[i]) for i in (after - 1, after) if 0 <= i < len(stamps)]
+        best = min(near, key=lambda s: abs(s - stamp), default=None)
+        if best is not None and abs(best - stamp) <= self.tolerance_ns:
+            return self.ground_truth[best]
+        return None
 
     def pose_source(self) -> str:
         """Describe where poses come from (for reports)."""
@@ -479,36 +540,58 @@ class BagReader:
     def frames(self, every: int = 1, max_frames: int = 0,
                with_depth: bool = False) -> Iterator[BagFrame]:
         """Yield every ``every``-th image (up to ``max_frames``, 0: all) as a BagFrame."""
-        depth = self._depth_index() if with_depth and self.depth_topic else {}
+        with_depth = with_depth and self.depth_topic is not None
         count = 0
-        for index, (_, msg) in enumerate(self._messages({self.image_topic})):
-            if index % max(every, 1):
-                continue
+        for msg, depth_msg in self._images_with_depth(every, with_depth):
             stamp = _stamp_ns(msg.header)
+            if stamp == 0:
+                self.zero_stamp_images += 1
             if self.types[self.image_topic] == COMPRESSED_TYPE:
                 pixels = decode_compressed(msg.format, msg.data)
             else:
                 pixels = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                                       msg.is_bigendian)
             depth_m = None
-            if stamp in depth:
-                depth_m = decode_depth(depth[stamp].height, depth[stamp].width,
-                                       depth[stamp].encoding, depth[stamp].step,
-                                       depth[stamp].data, depth[stamp].is_bigendian)
+            if depth_msg is not None:
+                depth_m = decode_depth(depth_msg.height, depth_msg.width, depth_msg.encoding,
+                                       depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
             yield BagFrame(stamp, msg.header.frame_id, pixels, self.camera_for(stamp),
                            self.pose_for(stamp, msg.header.frame_id), depth_m)
             count += 1
             if max_frames and count >= max_frames:
                 return
 
-    def _depth_index(self) -> dict:
-        # Raw CDR per stamp; decoded only for the frames that are used.
-        connections = [c for c in self._reader.connections if c.topic == self.depth_topic]
-        index = {}
-        for connection, _, raw in self._reader.messages(connections=connections):
-            msg = self.store.deserialize_cdr(raw, connection.msgtype)
-            index[_stamp_ns(msg.header)] = msg
-        return index
+    def _images_with_depth(self, every: int, with_depth: bool):
+        """
+        Yield (image, depth or None) for every ``every``-th image, in one pass over the bag.
+
+        Depth is matched by exact stamp. Both topics come in log order, so only a few
+        messages wait for their partner at any time: a long RGB-D bag is never held in
+        memory. An image waits until its depth comes or a later depth shows it never will.
+        """
+        topics = {self.image_topic} | ({self.depth_topic} if with_depth else set())
+        depths, waiting, newest_depth, index = {}, [], None, -1
+        limit = 64   # messages of each kind held back at most
+        for topic, msg in self._messages(topics):
+            if topic == self.image_topic:
+                index += 1
+                if index % max(every, 1) == 0:
+                    waiting.append(msg)
+            else:
+                newest_depth = _stamp_ns(msg.header)
+                depths[newest_depth] = msg
+                if len(depths) > limit:
+                    del depths[min(depths)]
+            while waiting:
+                stamp = _stamp_ns(waiting[0].header)
+                if not with_depth or stamp in depths:
+                    yield waiting.pop(0), depths.pop(stamp, None)
+                elif newest_depth is not None and newest_depth > stamp or len(waiting) > limit:
+                    yield waiting.pop(0), None
+                else:
+                    break
+        for msg in waiting:
+            yield msg, depths.pop(_stamp_ns(msg.header), None)
 
 
 @dataclass
@@ -564,15 +647,21 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                   world_frame, camera_frame, every, max_frames, split_name, sync_tolerance_s,
                   progress, rectified_input=False) -> tuple:
     """Write the dataset files of :func:`bag_to_dataset` into ``out_dir``."""
-    names, stamps, skipped = [], [], 0
+    names, stamps = [], []
     K = None
     has_depth = bool(depth_topic)
     with BagReader(bag, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
                    camera_frame, sync_tolerance_s, rectified_input) as reader:
         total = reader.image_count // max(every, 1)
+        reasons = {}
+
+        def skip(reason):
+            reasons[reason] = reasons.get(reason, 0) + 1
+
         for frame in reader.frames(every, max_frames, with_depth=has_depth):
             if frame.T_world_camera is None or frame.camera is None:
-                skipped += 1
+                skip('header stamp 0' if frame.stamp_ns == 0 else
+                     'no pose' if frame.T_world_camera is None else 'no camera_info')
                 continue
             camera = frame.camera
             if (frame.image.shape[1], frame.image.shape[0]) != (camera.width, camera.height):
@@ -598,7 +687,7 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                 raise BagError('the calibration changes during the bag; the 7-Scenes layout '
                                'holds one camera')
             if has_depth and depth is None:
-                skipped += 1
+                skip('no depth')
                 continue
             name = f'frame-{len(names):06d}'
             cv2.imwrite(str(out_dir / f'{name}.color.png'), image)
@@ -609,11 +698,13 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
             names.append(name)
             stamps.append(frame.stamp_ns)
             if progress:
-                progress(len(names) + skipped, max(total, 1))
+                progress(len(names) + sum(reasons.values()), max(total, 1))
         source = reader.pose_source()
+    skipped = sum(reasons.values())
     if not names:
-        raise BagError(f'no image of {bag} has a pose ({source}) and a camera_info; '
-                       f'{skipped} images skipped')
+        why = ', '.join(f'{count} {reason}' for reason, count in sorted(reasons.items()))
+        raise BagError(f'no image of {bag} has a pose ({source}), a camera_info'
+                       f'{" and depth" if has_depth else ""}; images skipped: {why or "none"}')
     np.savetxt(out_dir / 'rgb-camera-intrinsics.txt', K, fmt='%.9f')
     (out_dir / f'split-{split_name}.txt').write_text('\n'.join(names) + '\n')
     (out_dir / 'timestamps.txt').write_text(
@@ -624,11 +715,20 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
 # --- offline evaluation -----------------------------------------------------------------------
 
 
-def tum_line(stamp_s: float, T_world_camera: np.ndarray) -> str:
-    """Return one TUM trajectory line: ``timestamp tx ty tz qx qy qz qw``."""
+def tum_line(stamp, T_world_camera: np.ndarray) -> str:
+    """
+    Return one TUM trajectory line: ``timestamp tx ty tz qx qy qz qw``.
+
+    ``stamp`` is integer nanoseconds (written exactly; a float of today's epoch seconds holds
+    only about 7 digits after the point) or float seconds.
+    """
     t = T_world_camera[:3, 3]
     q = quaternion_xyzw(T_world_camera[:3, :3])
-    return f'{stamp_s:.9f} ' + ' '.join(f'{v:.9f}' for v in (*t, *q)) + '\n'
+    if isinstance(stamp, (int, np.integer)):
+        seconds = f'{int(stamp) // 10 ** 9}.{int(stamp) % 10 ** 9:09d}'
+    else:
+        seconds = f'{stamp:.9f}'
+    return seconds + ' ' + ' '.join(f'{v:.9f}' for v in (*t, *q)) + '\n'
 
 
 def read_tum(path) -> np.ndarray:
@@ -644,7 +744,8 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                  world_frame: str = 'map', every: int = 1, max_frames: int = 0,
                  device: str = 'auto', options=None, weights=None,
                  progress: Optional[Callable[[int, int], None]] = None,
-                 rectified_input: bool = False) -> dict:
+                 rectified_input: bool = False, camera_frame: Optional[str] = None,
+                 sync_tolerance_s: float = 0.0) -> dict:
     """
     Localize a bag's images offline with the ROS-free localizer and score them.
 
@@ -659,8 +760,8 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
     localizer = load_localizer(map_path, device, options or LocalizerOptions(), weights)
     records, estimates, truths, without_truth = [], [], [], 0
     try:
-        with BagReader(bag, image_topic, camera_info_topic, gt_topic, None,
-                       world_frame, rectified_input=rectified_input) as reader:
+        with BagReader(bag, image_topic, camera_info_topic, gt_topic, None, world_frame,
+                       camera_frame, sync_tolerance_s, rectified_input) as reader:
             total = reader.image_count // max(every, 1)
             for frame in reader.frames(every, max_frames):
                 if frame.T_world_camera is None:
@@ -672,9 +773,9 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                 result = localizer.localize(frame.image, frame.camera)
                 records.append(record_from_result(str(frame.stamp_ns), stamp_s, result,
                                                   frame.T_world_camera))
-                truths.append(tum_line(stamp_s, frame.T_world_camera))
+                truths.append(tum_line(frame.stamp_ns, frame.T_world_camera))
                 if result.success:
-                    estimates.append(tum_line(stamp_s, result.T_world_camera))
+                    estimates.append(tum_line(frame.stamp_ns, result.T_world_camera))
                 if progress:
                     progress(len(records), max(total, 1))
             source, duration = reader.pose_source(), reader.duration_s

@@ -162,11 +162,12 @@ class ReplayEvaluator(Node):
             atomic_write_bytes(self.param['json_path'],
                                json.dumps(json_safe(report), indent=1).encode())
         if self.param['tum_path']:
-            lines = [tum_line(q['stamp'], np.array(q['T_world_camera']))
+            # The query's name is its stamp in nanoseconds: written exactly.
+            lines = [tum_line(int(q['name']), np.array(q['T_world_camera']))
                      for q in report['per_query'] if q['T_world_camera']]
             atomic_write_bytes(self.param['tum_path'], (header + ''.join(lines)).encode())
         if self.param['gt_tum_path']:
-            lines = [tum_line(s / NS_PER_S, self.truth[s]) for s in sorted(self.truth)]
+            lines = [tum_line(s, self.truth[s]) for s in sorted(self.truth)]
             atomic_write_bytes(self.param['gt_tum_path'], (header + ''.join(lines)).encode())
         if self.param['plot_path'] and report['queries']:
             from neumap_ros.core.plots import plot_reports
