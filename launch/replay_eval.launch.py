@@ -20,9 +20,10 @@ Replay a bag into the localizer on simulated time and score it against the bag's
 
 The bag is played with /clock (neumap_ros's bag_player, or ``ros2 bag play --clock`` with
 player:=ros2bag on a ROS 2 distro), the localizer runs with use_sim_time (localize.launch.py),
-and replay_evaluator pairs its poses with the ground truth. When the bag ends the launch shuts
-down; the evaluator then writes report.json (the ``neumap evaluate`` report), estimate.tum and
-ground_truth.tum (for evo) and report.png into output_dir.
+and replay_evaluator pairs its poses with the ground truth. When nothing has arrived for
+``drain`` seconds after the bag (the localizer's last answers included), the evaluator writes
+report.json (the ``neumap evaluate`` report), estimate.tum and ground_truth.tum (for evo) and
+report.png into output_dir, and the launch shuts down with it.
 """
 
 import os
@@ -38,8 +39,9 @@ from launch_ros.actions import Node
 
 from neumap_ros.ros import launch_params
 
-# Time the localizer gets to answer the last frames before everything is stopped.
-DRAIN_SECONDS = 2.0
+# After the bag ended, the longest the launch waits for the evaluator to finish by itself
+# (it ends drain seconds after the last message it received).
+SAFETY_SECONDS = 120.0
 
 
 def _replay(context):
@@ -63,6 +65,8 @@ def _replay(context):
         parameters=[dict(launch_params.replay_paths(arg('output_dir')), use_sim_time=True,
                          pose_topic=f'/{launch_params.LOCALIZER_NODE}/pose',
                          gt_topic=arg('gt_topic'),
+                         camera_info_topic=arg('camera_info_topic'),
+                         idle_timeout=float(arg('drain')),
                          map_path=os.path.abspath(os.path.expanduser(arg('map'))))])
     if arg('player') == 'ros2bag':
         player = ExecuteProcess(cmd=['ros2', 'bag', 'play', arg('bag'), '--clock', '--rate',
@@ -72,12 +76,15 @@ def _replay(context):
             package=launch_params.PACKAGE, executable=launch_params.BAG_PLAYER_NODE,
             name=launch_params.BAG_PLAYER_NODE, output='screen',
             parameters=[launch_params.bag_player_parameters(
-                arg('bag'), arg('rate'), arg('image_topic'), arg('gt_topic'))])
-    done = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
-        LogInfo(msg='bag finished; stopping after the last frames are localized'),
-        TimerAction(period=DRAIN_SECONDS,
-                    actions=[EmitEvent(event=Shutdown(reason='bag finished'))])]))
-    return [localizer, evaluator, player, done]
+                arg('bag'), arg('rate'), arg('image_topic'), arg('gt_topic'),
+                arg('camera_info_topic'))])
+    bag_done = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
+        LogInfo(msg='bag finished; the evaluator reports once the last frames are answered'),
+        TimerAction(period=SAFETY_SECONDS,
+                    actions=[EmitEvent(event=Shutdown(reason='evaluator did not finish'))])]))
+    evaluated = RegisterEventHandler(OnProcessExit(target_action=evaluator, on_exit=[
+        EmitEvent(event=Shutdown(reason='evaluation written'))]))
+    return [localizer, evaluator, player, bag_done, evaluated]
 
 
 def generate_launch_description():

@@ -86,7 +86,8 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     assert change_state(ros, NODE, Transition.TRANSITION_ACTIVATE)
     image_topic = launch_params.DEFAULT_IMAGE_TOPIC
     ros_graph.wait_for_subscribers(ros.node, image_topic, watch=[localizer])
-    ros_graph.wait_for_subscribers(ros.node, launch_params.DEFAULT_GT_TOPIC, watch=[evaluator])
+    # The evaluator subscribes to ground truth and camera_info with the QoS their publisher
+    # offers, so only once the player is there; the player waits for it (and the localizer).
     # Both the evaluator and this test must hear every pose for their counts to agree; the
     # evaluator waits idle_timeout after the last ground truth for the last frame's pose.
     ros_graph.wait_for_subscribers(ros.node, f'/{NODE}/pose', n=2, watch=[localizer, evaluator])
@@ -149,3 +150,49 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     assert len(read_tum(out / 'ground_truth.tum')) == len(FRAMES)
     assert (out / 'report.png').is_file()
     localizer.assert_running()
+
+
+def test_bag_player_skips_unknown_types_and_stops_on_sigint(
+        ros_context, ros_process, shared_data_dir, tmp_path):
+    """
+    A topic whose type is not installed is skipped, the rest plays; SIGINT ends it cleanly.
+
+    The bag gets a topic of a made-up package, as bags from robots with custom messages
+    have. It is played slowly, so SIGINT arrives mid-playback.
+    """
+    import signal
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import get_types_from_msg
+    from sensor_msgs.msg import CameraInfo
+    from neumap_ros.core.bags import typestore
+    ros = ros_context
+    source = dataset_to_bag(shared_data_dir / SCENE,
+                            str(write_split(tmp_path / 's.txt', FRAMES[:6])),
+                            tmp_path / 'bag', 'mcap', fps=FPS)
+    store = typestore()
+    store.register(get_types_from_msg('string data', 'made_up_msgs/msg/Note'))
+    bag = tmp_path / 'with_custom'
+    with Reader(source.path) as reader, Writer(bag, version=9) as writer:
+        note = writer.add_connection('/notes', 'made_up_msgs/msg/Note', typestore=store)
+        copies = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store)
+                  for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            writer.write(copies[connection.id], stamp, raw)
+            if connection.topic == launch_params.DEFAULT_CAMERA_INFO_TOPIC:
+                message = store.types['made_up_msgs/msg/Note'](data='hello')
+                writer.write(note, stamp, store.serialize_cdr(message, 'made_up_msgs/msg/Note'))
+    infos = []
+    ros.node.create_subscription(CameraInfo, launch_params.DEFAULT_CAMERA_INFO_TOPIC,
+                                 infos.append, 10)
+    player = ros_process('neumap_ros.ros.bag_player', ros_args=launch_params.ros_arguments(
+        overrides={'bag_path': str(bag), 'rate': 0.5, 'clock': True,
+                   'wait_for_subscribers': [launch_params.DEFAULT_CAMERA_INFO_TOPIC]}))
+    ros.spin_until(lambda: len(infos) >= 2, timeout=30.0, watch=[player],
+                   what='camera_info played past the unknown type')
+    assert 'skipping /notes: message type made_up_msgs/msg/Note is not installed' in \
+        player.log()
+    player.popen.send_signal(signal.SIGINT)
+    ros.spin_until(lambda: player.popen.poll() is not None, timeout=20.0,
+                   what='the player to stop')
+    assert player.popen.returncode == 130, player.log()
+    assert 'Traceback' not in player.log() and len(infos) < 6

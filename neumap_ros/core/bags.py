@@ -51,9 +51,10 @@ from neumap_ros.core.camera import PinholeCamera
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.geometry import invert_transform, make_transform, quaternion_xyzw, \
     rotation_from_quaternion_xyzw
+from neumap_ros.core.pose_timeline import PoseTimeline
 from neumap_ros.core.sensor_data import camera_from_calibration, decode_compressed, \
     decode_depth, decode_image
-from neumap_ros.core.transform_buffer import slerp, TransformBuffer, TransformError
+from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
@@ -62,8 +63,6 @@ POSE_TYPE = 'geometry_msgs/msg/PoseStamped'
 # Ground truth may come as any of these; the pose is the child (camera) in the header's frame.
 POSE_TYPES = (POSE_TYPE, 'geometry_msgs/msg/PoseWithCovarianceStamped', 'nav_msgs/msg/Odometry',
               'geometry_msgs/msg/TransformStamped')
-# Ground-truth samples further apart than this are not interpolated between (a tracking gap).
-MAX_INTERPOLATION_GAP_NS = 500_000_000
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
 
 # Mid-November 2023: a realistic wall-clock epoch for recorded data.
@@ -129,13 +128,6 @@ def _sibling_camera_info(image_topic: str) -> str:
     base = image_topic[:-len('/compressed')] if image_topic.endswith('/compressed') \
         else image_topic
     return base.rsplit('/', 1)[0] + '/camera_info'
-
-
-def interpolate_pose(T0: np.ndarray, T1: np.ndarray, fraction: float) -> np.ndarray:
-    """Interpolate two 4x4 poses: linear in translation, slerp in rotation."""
-    rotation = slerp(quaternion_xyzw(T0[:3, :3]), quaternion_xyzw(T1[:3, :3]), fraction)
-    return make_transform(rotation_from_quaternion_xyzw(rotation),
-                          (1.0 - fraction) * T0[:3, 3] + fraction * T1[:3, 3])
 
 
 def _pose_matrix(msg) -> np.ndarray:
@@ -395,7 +387,7 @@ class BagReader:
         # An offline index keeps everything: header time may span far more than log time
         # (a bag recorded from a faster-than-real-time replay or simulation).
         self.tf = TransformBuffer(cache_time=math.inf)
-        self.ground_truth: Dict[int, np.ndarray] = {}
+        self.ground_truth = PoseTimeline(self.tolerance_ns)
         self.zero_stamp_images = 0   # images without a header stamp: no pose can be found
         self.infos: Dict[int, object] = {}
         self._index()
@@ -461,7 +453,7 @@ class BagReader:
                         f'ground truth {self.gt_topic} is given in frame "{frame}", not in the '
                         f'world frame "{self.world_frame}": set the world frame to "{frame}", '
                         f'or pass an empty ground-truth topic to use TF')
-                self.ground_truth[_stamp_ns(msg.header)] = _pose_matrix(msg)
+                self.ground_truth.add(_stamp_ns(msg.header), _pose_matrix(msg))
             else:
                 for transform in msg.transforms:
                     try:
@@ -475,7 +467,6 @@ class BagReader:
                         continue
         if not self.infos:
             raise BagError(f'topic {self.camera_info_topic} of {self.path} holds no messages')
-        self._truth_stamps = np.array(sorted(self.ground_truth), dtype=np.int64)
 
     def _nearest(self, table: dict, stamp: int):
         if stamp in table:
@@ -503,33 +494,17 @@ class BagReader:
         Return the ground-truth camera-to-world pose at ``stamp``, or None.
 
         From a pose topic: the sample at ``stamp``, else interpolated between the samples
-        around it (at most MAX_INTERPOLATION_GAP_NS apart, as TF poses are), else the nearest
-        within the sync tolerance. A zero stamp (an unstamped image) has no pose.
+        around it (see :class:`PoseTimeline`), else the nearest within the sync tolerance.
+        A zero stamp (an unstamped image) has no pose.
         """
         if stamp == 0:
             return None
         if self.gt_topic:
-            return self._truth_at(stamp)
+            return self.ground_truth.pose_at(stamp)
         try:
             return self.tf.lookup(self.world_frame, self.camera_frame or frame_id, stamp / 1e9)
         except TransformError:
             return None
-
-    def _truth_at(self, stamp: int) -> Optional[np.ndarray]:
-        if stamp in self.ground_truth:
-            return self.ground_truth[stamp]
-        stamps = self._truth_stamps
-        after = int(np.searchsorted(stamps, stamp))
-        if 0 < after < len(stamps) and stamps[after] - stamps[after - 1] <= \
-                MAX_INTERPOLATION_GAP_NS:
-            t0, t1 = int(stamps[after - 1]), int(stamps[after])
-            return interpolate_pose(self.ground_truth[t0], self.ground_truth[t1],
-                                    (stamp - t0) / (t1 - t0))
-        near = [int(stamps[i]) for i in (after - 1, after) if 0 <= i < len(stamps)]
-        best = min(near, key=lambda s: abs(s - stamp), default=None)
-        if best is not None and abs(best - stamp) <= self.tolerance_ns:
-            return self.ground_truth[best]
-        return None
 
     def pose_source(self) -> str:
         """Describe where poses come from (for reports)."""

@@ -53,7 +53,8 @@ PARAMETERS = {
     'clock': (False, 'publish the bag time on /clock'),
     'clock_rate': (100.0, 'Hz of /clock messages'),
     'start_delay': (0.0, 'seconds to wait before the first message'),
-    'wait_for_subscribers': ([''], 'topics that need a subscriber before playback starts'),
+    'wait_for_subscribers': ([''], 'topics that need a subscriber before playback starts '
+                                   '("topic", or "topic:N" for N subscribers)'),
     'wait_timeout': (30.0, 'seconds to wait for those subscribers (then play anyway)'),
     'settle_time': (0.5, 'seconds to wait after they appeared, for their side of discovery'),
     'topics': ([''], 'play only these topics (empty: all)'),
@@ -83,12 +84,13 @@ def recorded_qos(topic: str, profiles, reliability_override: str = 'recorded') -
     from rosbags.interfaces import QosDurability, QosReliability
     reliability, durability, depth = ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE, 10
     if profiles:
-        profile = profiles[0]
-        if profile.reliability == QosReliability.BEST_EFFORT:
+        # As rosbag2 replays: a policy only when every recorded publisher offered it, so
+        # the replay still reaches whoever subscribed to any of them.
+        if all(p.reliability == QosReliability.BEST_EFFORT for p in profiles):
             reliability = ReliabilityPolicy.BEST_EFFORT
-        if profile.durability == QosDurability.TRANSIENT_LOCAL:
+        if all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles):
             durability = DurabilityPolicy.TRANSIENT_LOCAL
-        depth = max(int(profile.depth or 0), 1)
+        depth = max(max(int(p.depth or 0) for p in profiles), 1)
     if reliability_override == 'reliable':
         reliability = ReliabilityPolicy.RELIABLE
     elif reliability_override == 'best_effort':
@@ -134,18 +136,32 @@ class BagPlayer(Node):
                              f'got {override!r}')
         self.publishers_by_topic = {}
         for connection in self.connections:
-            if connection.topic not in self.publishers_by_topic:
-                node = self.large_node if connection.msgtype in LARGE_TYPES else self
-                self.publishers_by_topic[connection.topic] = node.create_publisher(
-                    message_class(connection.msgtype), connection.topic,
-                    recorded_qos(connection.topic, connection.ext.offered_qos_profiles,
-                                 override))
+            if connection.topic in self.publishers_by_topic:
+                continue
+            try:
+                kind = message_class(connection.msgtype)
+            except (ImportError, AttributeError, ValueError):
+                # As ros2 bag play: a type this machine lacks skips its topic, not the bag.
+                self.get_logger().warning(f'skipping {connection.topic}: message type '
+                                          f'{connection.msgtype} is not installed')
+                continue
+            node = self.large_node if connection.msgtype in LARGE_TYPES else self
+            offers = [p for c in self.connections if c.topic == connection.topic
+                      for p in c.ext.offered_qos_profiles]
+            self.publishers_by_topic[connection.topic] = node.create_publisher(
+                kind, connection.topic, recorded_qos(connection.topic, offers, override))
+        self.connections = [c for c in self.connections if c.topic in self.publishers_by_topic]
+        if not self.connections:
+            raise ValueError(f'{self.bag_path} has no topic whose message type is installed')
         self.clock_publisher = None
         if self.param['clock']:
             self.clock_publisher = self.create_publisher(
                 Clock, '/clock', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.bag_time_ns = self.reader.start_time
         self.stopped = threading.Event()
+        # SIGINT shuts the context down without raising here: stop playing, not publishing
+        # on a dead context.
+        self.context.on_shutdown(self.stopped.set)
 
     def _publish_clock(self) -> None:
         if self.clock_publisher is not None:
@@ -153,20 +169,29 @@ class BagPlayer(Node):
 
     def _clock_loop(self, period: float) -> None:
         while not self.stopped.wait(period):
-            self._publish_clock()
+            try:
+                self._publish_clock()
+            except Exception:   # the context went away between the check and the publish
+                return
 
     def _wait_for_subscribers(self) -> None:
         topics = [t for t in self.param['wait_for_subscribers'] if t]
         deadline = time.monotonic() + self.param['wait_timeout']
-        for topic in topics:
-            resolved = self.resolve_topic_name(topic)
-            publisher = self.publishers_by_topic.get(resolved)
+        for entry in topics:
+            topic, _, count = entry.partition(':')
+            wanted = int(count) if count.isdigit() else 1
+            # Publishers are keyed by the bag's names; a remapped topic is found by its
+            # resolved name among theirs.
+            publisher = next((p for p in self.publishers_by_topic.values()
+                              if p.topic_name == self.resolve_topic_name(topic)), None)
             if publisher is None:
-                self.get_logger().warning(f'not waiting for {resolved}: it is not in the bag')
+                self.get_logger().warning(f'not waiting for {topic}: it is not in the bag')
                 continue
-            while publisher.get_subscription_count() == 0 and not self.stopped.is_set():
+            while publisher.get_subscription_count() < wanted and not self.stopped.is_set():
                 if time.monotonic() > deadline:
-                    self.get_logger().warning(f'no subscriber on {resolved}; playing anyway')
+                    self.get_logger().warning(
+                        f'{publisher.get_subscription_count()} of {wanted} subscribers on '
+                        f'{publisher.topic_name}; playing anyway')
                     break
                 time.sleep(0.05)
         if topics:
@@ -176,20 +201,22 @@ class BagPlayer(Node):
 
     def play(self) -> int:
         """Play the bag once; return the number of messages published."""
+        clock_thread = None
+        if self.clock_publisher is not None:
+            # From the start, holding the bag's first stamp while waiting: a node on sim
+            # time that starts meanwhile gets a clock at once.
+            period = 1.0 / max(self.param['clock_rate'], 1.0)
+            clock_thread = threading.Thread(target=self._clock_loop, args=(period,),
+                                            daemon=True)
+            clock_thread.start()
         self._publish_clock()
         self._wait_for_subscribers()
         delay = self.param['start_delay']
         if delay > 0:
             self.stopped.wait(delay)
-        clock_thread = None
-        if self.clock_publisher is not None:
-            period = 1.0 / max(self.param['clock_rate'], 1.0)
-            clock_thread = threading.Thread(target=self._clock_loop, args=(period,),
-                                            daemon=True)
-            clock_thread.start()
         start_ns, wall_start = self.reader.start_time, time.monotonic()
         self.get_logger().info(
-            f'playing {self.bag_path}: {self.reader.message_count} messages, '
+            f'playing {self.bag_path}: {sum(c.msgcount for c in self.connections)} messages, '
             f'{self.reader.duration / 1e9:.1f} s at rate {self.rate}')
         count = 0
         try:
@@ -206,18 +233,25 @@ class BagPlayer(Node):
                 if self.stopped.is_set():
                     break
                 self.bag_time_ns = max(self.bag_time_ns, stamp_ns)
-                self.publishers_by_topic[connection.topic].publish(bytes(raw))
+                try:
+                    self.publishers_by_topic[connection.topic].publish(bytes(raw))
+                except Exception:
+                    if self.context.ok():
+                        raise
+                    break   # shut down between the check and the publish
                 count += 1
         finally:
-            self._publish_clock()
-            linger = self.param['linger']
-            for publisher in self.publishers_by_topic.values():
-                publisher.wait_for_all_acked(Duration(seconds=linger))
+            if self.context.ok():
+                self._publish_clock()
+                linger = self.param['linger']
+                for publisher in self.publishers_by_topic.values():
+                    publisher.wait_for_all_acked(Duration(seconds=linger))
             self.stopped.set()
             if clock_thread is not None:
                 clock_thread.join()
             self.reader.close()
-        self.get_logger().info(f'done: published {count} messages')
+        if self.context.ok():
+            self.get_logger().info(f'done: published {count} messages')
         return count
 
 
@@ -253,10 +287,19 @@ def main(args=None) -> int:
                 return 1
             executor = SingleThreadedExecutor()
             executor.add_node(player)
-            spinner = threading.Thread(target=executor.spin, daemon=True)
+
+            def spin():
+                try:
+                    executor.spin()
+                except ExternalShutdownException:
+                    pass
+
+            spinner = threading.Thread(target=spin, daemon=True)
             spinner.start()
             try:
                 player.play()
+                if not rclpy.ok():
+                    status = 130   # interrupted: not a complete playback
             finally:
                 player.stopped.set()
                 executor.shutdown()

@@ -79,6 +79,8 @@ REPLAY_EVAL_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('camera_info_topic', DEFAULT_CAMERA_INFO_TOPIC, 'camera_info topic in the bag'),
     ('gt_topic', DEFAULT_GT_TOPIC, 'ground-truth PoseStamped topic in the bag'),
     ('player', 'neumap', "neumap (this package's bag_player) or ros2bag (ros2 bag play)"),
+    ('drain', '10.0', 'seconds without a frame, pose or ground truth after which the '
+                      'evaluator writes its report and the replay ends'),
     ('log_level', 'info', 'logging level'),
 )
 
@@ -144,13 +146,16 @@ REPLAY_IMAGE_QOS = 'reliable'
 
 
 def bag_player_parameters(bag: str, rate='1.0', image_topic: str = DEFAULT_IMAGE_TOPIC,
-                          gt_topic: str = DEFAULT_GT_TOPIC) -> Dict[str, object]:
+                          gt_topic: str = DEFAULT_GT_TOPIC,
+                          camera_info_topic: str = DEFAULT_CAMERA_INFO_TOPIC
+                          ) -> Dict[str, object]:
     """Return the bag_player parameters of a replay evaluation."""
     return {'bag_path': os.path.abspath(os.path.expanduser(bag)), 'rate': float(rate),
             'clock': True, 'qos_reliability': REPLAY_IMAGE_QOS,
             # The localizer subscribes on activation, the evaluator at start: samples sent
-            # before a subscriber is matched never reach it, so wait for both.
-            'wait_for_subscribers': [image_topic, gt_topic]}
+            # before a subscriber is matched never reach it, so wait for both. camera_info
+            # has two subscribers (localizer and evaluator): one is not enough.
+            'wait_for_subscribers': [image_topic, gt_topic, f'{camera_info_topic}:2']}
 
 
 def map_builder_overrides(output: str = '', bag: str = '', method: str = '',

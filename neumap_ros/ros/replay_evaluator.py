@@ -15,13 +15,19 @@
 """
 Score the live localizer against a bag's ground truth while the bag plays (``replay_evaluator``).
 
-Subscribes to the localizer's PoseWithCovarianceStamped and the bag's ground-truth PoseStamped,
-pairs them by stamp, and on exit (SIGINT from launch when the bag ends, or ``idle_timeout``
-seconds after the last ground truth) writes the report of ``neumap evaluate`` and TUM
-trajectories of the camera for ``evo``. Every ground-truth frame is a query: a frame the
+Subscribes to the localizer's PoseWithCovarianceStamped, the bag's ground-truth PoseStamped and
+the camera's CameraInfo, and on exit (SIGINT from launch, or ``idle_timeout`` seconds after the
+last message of any of them) writes the report of ``neumap evaluate`` and TUM trajectories of
+the camera for ``evo``. Every camera frame (a CameraInfo stamp) is a query: a frame the
 localizer did not answer (dropped as stale, or failed) counts as not localized, so the report
-reflects the throughput of the running system. The estimate, usually the base_link pose, is
-turned into the ground truth's frame with the static transform between them from /tf_static.
+reflects the throughput of the running system. Its ground truth is the sample at its stamp or
+interpolated between samples (a motion-capture topic at another rate); frames outside the
+ground truth are counted apart. The estimate, usually the base_link pose, is turned into the
+ground truth's frame with the transform between them from TF, and both must be given in the
+same world frame. Latency is wall time from the frame's CameraInfo arriving here to its pose
+arriving, so it does not depend on the playback rate. Ground truth and CameraInfo are
+subscribed to with the reliability their publishers offer (as ``ros2 bag record`` does), so
+best-effort recordings are heard too.
 """
 
 import json
@@ -36,8 +42,10 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
 from tf2_msgs.msg import TFMessage
 
+from neumap_ros.core.pose_timeline import PoseTimeline
 from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
 from neumap_ros.ros.msg_conversions import covariance_from_msg, NS_PER_S, pose_to_matrix, \
     stamp_to_ns, transform_to_matrix
@@ -46,15 +54,21 @@ from neumap_ros.ros.parameters import declare_parameters, read_parameters
 PARAMETERS = {
     'pose_topic': ('/localizer_node/pose', 'PoseWithCovarianceStamped of the localizer'),
     'gt_topic': ('/ground_truth/camera_pose', 'PoseStamped ground truth of the camera'),
-    'estimate_frame': ('base_link', 'frame whose pose the localizer publishes'),
+    'camera_info_topic': ('/camera/color/camera_info', 'CameraInfo of the localized camera: '
+                          'its stamps are the queries (empty: the ground-truth stamps)'),
+    'estimate_frame': ('base_link', 'frame whose pose the localizer publishes (empty: the '
+                       'frame of the ground truth, for a localizer publishing camera poses)'),
     'gt_frame': ('camera_color_optical_frame',
                  'frame whose pose the ground truth gives (empty: the same as estimate_frame)'),
+    'sync_tolerance': (0.0, 'seconds between a frame and the nearest ground truth when it '
+                            'cannot be interpolated'),
     'json_path': ('', 'report file (JSON)'),
     'tum_path': ('', 'estimated camera trajectory (TUM)'),
     'gt_tum_path': ('', 'ground-truth camera trajectory (TUM)'),
     'plot_path': ('', 'error CDF and trajectory plot (PNG)'),
-    'idle_timeout': (0.0, 'exit this many seconds after the last ground truth (0: never)'),
-    'method': ('localizer_node', 'method name written in the report'),
+    'idle_timeout': (0.0, 'exit this many seconds after the last message (0: never)'),
+    'method': ('', 'method name written in the report (empty: the map method plus '
+                   '"(ROS replay)")'),
     'map_path': ('', 'map the localizer uses: its size and mapping time go in the report'),
 }
 
@@ -71,85 +85,191 @@ def map_facts(path: str) -> tuple:
 
 
 class ReplayEvaluator(Node):
-    """Collects estimates and ground truth; :meth:`write` produces the report."""
+    """Collects estimates, ground truth and frame stamps; :meth:`write` produces the report."""
 
-    def __init__(self):
-        """Declare parameters and subscribe."""
-        super().__init__('replay_evaluator')
+    def __init__(self, **kwargs):
+        """Declare parameters and subscribe (``kwargs`` go to rclpy's Node)."""
+        super().__init__('replay_evaluator', **kwargs)
         declare_parameters(self, PARAMETERS)
         self.param = read_parameters(self, PARAMETERS)
         self.map_facts = map_facts(self.param['map_path'])   # read now: a bad path fails now
-        self.truth = {}       # stamp_ns -> T_map_gtframe
-        self.estimates = {}   # stamp_ns -> (T_map_estimateframe, covariance, latency_ms)
-        self.tf = TransformBuffer(cache_time=3600.0)
-        self.last_truth_time = None
+        self.method = self.param['method'] or self._map_method()
+        self.truth = PoseTimeline(int(round(self.param['sync_tolerance'] * NS_PER_S)))
+        self.frames = {}      # stamp_ns -> wall time its CameraInfo arrived
+        self.estimates = {}   # stamp_ns -> [T_world_estimate, T_world_gtframe or None,
+        #                                    covariance, latency_ms]
+        self.counts = {'duplicate_estimates': 0, 'invalid_estimates': 0, 'invalid_truth': 0}
+        self.world_frames = {'estimate': set(), 'ground_truth': set()}
+        # A minute of /tf: estimates are converted when they arrive (see _on_estimate).
+        self.tf = TransformBuffer(cache_time=60.0)
+        self.last_message_time = None
         self.create_subscription(PoseWithCovarianceStamped, self.param['pose_topic'],
                                  self._on_estimate, 100)
-        self.create_subscription(PoseStamped, self.param['gt_topic'], self._on_truth, 100)
+        self.create_subscription(TFMessage, '/tf', self._on_tf, QoSProfile(depth=100))
         self.create_subscription(
             TFMessage, '/tf_static', self._on_tf_static,
             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        # Subscribed once a publisher shows its QoS (see _subscribe_as_offered).
+        self.pending = {self.param['gt_topic']: (PoseStamped, self._on_truth)}
+        if self.param['camera_info_topic']:
+            self.pending[self.param['camera_info_topic']] = (CameraInfo, self._on_frame)
+        self._offer_timer = self.create_timer(0.1, self._subscribe_as_offered)
 
-    def _on_tf_static(self, msg: TFMessage) -> None:
+    def _map_method(self) -> str:
+        if not self.param['map_path']:
+            return 'localizer_node'
+        from neumap_ros.core.localizer import map_method
+        return f'{map_method(os.path.expanduser(self.param["map_path"]))} (ROS replay)'
+
+    def _subscribe_as_offered(self) -> None:
+        # A reliable subscription never hears a best-effort publisher (a camera recorded
+        # as offered); a best-effort one may lose samples of a reliable publisher. So take
+        # what the publishers offer, as rosbag2 does when it records.
+        for topic, (kind, callback) in list(self.pending.items()):
+            offers = self.get_publishers_info_by_topic(topic)
+            if not offers:
+                continue
+            reliable = all(o.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                           for o in offers)
+            self.create_subscription(kind, topic, callback, QoSProfile(
+                depth=100, reliability=ReliabilityPolicy.RELIABLE if reliable
+                else ReliabilityPolicy.BEST_EFFORT))
+            del self.pending[topic]
+        if not self.pending:
+            self._offer_timer.cancel()
+
+    @property
+    def subscribed(self) -> bool:
+        """Tell whether ground truth (and camera_info) are subscribed to."""
+        return not self.pending
+
+    def _touch(self) -> None:
+        self.last_message_time = time.monotonic()
+
+    def _add_transforms(self, msg: TFMessage, static: bool) -> None:
         for transform in msg.transforms:
             try:
-                self.tf.set_matrix(transform.header.frame_id, transform.child_frame_id, 0.0,
-                                   transform_to_matrix(transform.transform), static=True)
+                self.tf.set_matrix(transform.header.frame_id, transform.child_frame_id,
+                                   stamp_to_ns(transform.header.stamp) / NS_PER_S,
+                                   transform_to_matrix(transform.transform), static=static)
             except ValueError:
                 continue
 
+    def _on_tf(self, msg: TFMessage) -> None:
+        # The camera mount may come on /tf (a robot_state_publisher with moving joints).
+        self._add_transforms(msg, False)
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        self._add_transforms(msg, True)
+
+    def _on_frame(self, msg: CameraInfo) -> None:
+        self.frames.setdefault(stamp_to_ns(msg.header.stamp), time.monotonic())
+        self._touch()
+
     def _on_truth(self, msg: PoseStamped) -> None:
+        self._touch()
         try:
-            self.truth[stamp_to_ns(msg.header.stamp)] = pose_to_matrix(msg.pose)
+            pose = pose_to_matrix(msg.pose)
         except ValueError:
+            self.counts['invalid_truth'] += 1
             return
-        self.last_truth_time = time.monotonic()
+        self.world_frames['ground_truth'].add(msg.header.frame_id.strip('/'))
+        self.truth.add(stamp_to_ns(msg.header.stamp), pose)
 
     def _on_estimate(self, msg: PoseWithCovarianceStamped) -> None:
+        self._touch()
+        arrived = time.monotonic()
         stamp = stamp_to_ns(msg.header.stamp)
-        latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
-        self.estimates[stamp] = (pose_to_matrix(msg.pose.pose),
-                                 covariance_from_msg(msg.pose.covariance), latency_ms)
+        if stamp in self.estimates:
+            self.counts['duplicate_estimates'] += 1   # the first answer is the one scored
+            return
+        try:
+            pose = pose_to_matrix(msg.pose.pose)
+            covariance = covariance_from_msg(msg.pose.covariance)
+        except ValueError:
+            self.counts['invalid_estimates'] += 1
+            return
+        self.world_frames['estimate'].add(msg.header.frame_id.strip('/'))
+        if stamp in self.frames:
+            latency_ms = (arrived - self.frames[stamp]) * 1e3
+        else:   # no CameraInfo seen for it: fall back to the ROS clock
+            latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
+        # Converted now, while TF for the stamp is fresh; retried at the end if TF came late.
+        self.estimates[stamp] = [pose, self._in_gt_frame(stamp, pose), covariance, latency_ms]
+
+    def _in_gt_frame(self, stamp: int, T_world_estimate: np.ndarray):
+        try:
+            return self._estimate_in_gt_frame(stamp, T_world_estimate)
+        except TransformError:
+            return None
 
     def idle(self) -> bool:
-        """Tell whether the ground truth stopped for longer than ``idle_timeout``."""
+        """Tell whether nothing arrived for longer than ``idle_timeout`` after the first."""
         timeout = self.param['idle_timeout']
-        return bool(timeout > 0 and self.last_truth_time is not None
-                    and time.monotonic() - self.last_truth_time > timeout)
+        return bool(timeout > 0 and self.last_message_time is not None
+                    and time.monotonic() - self.last_message_time > timeout)
 
-    def _estimate_in_gt_frame(self, T_map_estimate: np.ndarray) -> np.ndarray:
+    def frame_problem(self) -> str:
+        """Say why estimates and ground truth cannot be compared ('' when they can)."""
+        estimate, truth = self.world_frames['estimate'], self.world_frames['ground_truth']
+        if len(estimate) > 1 or len(truth) > 1 or estimate and truth and estimate != truth:
+            return (f'estimates are in frame(s) {sorted(estimate)} and ground truth in '
+                    f'{sorted(truth)}: they must share one world frame')
+        return ''
+
+    def _estimate_in_gt_frame(self, stamp: int, T_world_estimate: np.ndarray) -> np.ndarray:
         source, target = self.param['estimate_frame'], self.param['gt_frame']
-        if not target or target == source:
-            return T_map_estimate
-        return T_map_estimate @ self.tf.lookup(source, target)
+        if not source or not target or target == source:
+            return T_world_estimate
+        return T_world_estimate @ self.tf.lookup(source, target, stamp / NS_PER_S)
+
+    def queries(self) -> list:
+        """Return the stamps scored: the camera's frames, or the ground truth's samples."""
+        if self.param['camera_info_topic']:
+            return sorted(self.frames)
+        return [int(s) for s in self.truth.stamps()]
 
     def report(self) -> dict:
         """Return the ``neumap evaluate`` report of everything received so far."""
         from neumap_ros.core.evaluation import record_from_result, summarize
-        records, unconverted = [], 0
-        for stamp in sorted(self.truth):
+        records, unconverted, without_truth = [], 0, 0
+        problem = self.frame_problem()
+        for stamp in self.queries():
+            truth = self.truth.pose_at(stamp)
+            if truth is None:
+                without_truth += 1
+                continue
             estimate = self.estimates.get(stamp)
             result = SimpleNamespace(success=False, status='no_pose', T_world_camera=None,
                                      covariance=None, num_keypoints=0, num_matches=0,
                                      num_inliers=0, timings_ms={})
-            if estimate is not None:
-                try:
-                    T = self._estimate_in_gt_frame(estimate[0])
-                except TransformError:
+            if estimate is not None and not problem:
+                T = estimate[1] if estimate[1] is not None else \
+                    self._in_gt_frame(stamp, estimate[0])
+                if T is None:
                     unconverted += 1
+                    result.status = 'no_mount_transform'
                 else:
                     result = SimpleNamespace(success=True, status='ok', T_world_camera=T,
-                                             covariance=estimate[1], num_keypoints=0,
+                                             covariance=estimate[2], num_keypoints=0,
                                              num_matches=0, num_inliers=0,
-                                             timings_ms={'total': estimate[2]})
-            records.append(record_from_result(str(stamp), stamp / NS_PER_S, result,
-                                              self.truth[stamp]))
-        return summarize(records, self.param['method'], *self.map_facts, extra={
+                                             timings_ms={'total': estimate[3]})
+            records.append(record_from_result(str(stamp), stamp / NS_PER_S, result, truth))
+        answered = set(self.estimates)
+        return summarize(records, self.method, *self.map_facts, extra=dict(self.counts, **{
             'pose_topic': self.param['pose_topic'], 'gt_topic': self.param['gt_topic'],
+            'camera_info_topic': self.param['camera_info_topic'],
+            'map': self.param['map_path'],
+            'frames_received': len(self.frames), 'ground_truth_received': len(self.truth),
             'estimates_received': len(self.estimates),
+            'estimates_without_frame': len(answered - set(self.frames))
+            if self.param['camera_info_topic'] else 0,
+            'frames_without_ground_truth': without_truth,
             'estimates_without_transform': unconverted,
-            'latency_note': 'total = receive time - image stamp (ROS clock)'})
+            'frame_problem': problem,
+            'latency_note': 'total = arrival of the pose - arrival of the CameraInfo of its '
+                            'frame (wall time)'}))
 
     def write(self) -> dict:
         """Write the report, trajectories and plot to the configured paths."""
@@ -167,20 +287,30 @@ class ReplayEvaluator(Node):
                      for q in report['per_query'] if q['T_world_camera']]
             atomic_write_bytes(self.param['tum_path'], (header + ''.join(lines)).encode())
         if self.param['gt_tum_path']:
-            lines = [tum_line(s, self.truth[s]) for s in sorted(self.truth)]
+            lines = [tum_line(int(s), self.truth.poses[int(s)]) for s in self.truth.stamps()]
             atomic_write_bytes(self.param['gt_tum_path'], (header + ''.join(lines)).encode())
-        if self.param['plot_path'] and report['queries']:
+        plot = self.param['plot_path']
+        if plot and report['queries']:
             from neumap_ros.core.plots import plot_reports
-            plot_reports([report], self.param['plot_path'], 'replay evaluation')
+            plot_reports([report], plot, 'replay evaluation')
+        elif plot and os.path.exists(plot):
+            os.remove(plot)   # an old run's plot must not sit beside this report
         # Printed, not logged: on SIGINT the context (and with it /rosout) is already gone.
         median_t, median_r = report['median_translation_m'], report['median_rotation_deg']
         print(f'replay_evaluator: {report["localized"]}/{report["queries"]} frames localized, '
               f'median error {median_t:.3f} m / {median_r:.2f} deg', flush=True)
+        if report['frame_problem']:
+            print(f'replay_evaluator: error: {report["frame_problem"]}', file=sys.stderr,
+                  flush=True)
+        elif not report['queries']:
+            print('replay_evaluator: error: no frame with ground truth was received (check '
+                  'gt_topic and camera_info_topic)', file=sys.stderr, flush=True)
         return report
 
 
 def main(args=None) -> int:
     """Collect until interrupted (or idle), then write the report."""
+    report = None
     try:
         with rclpy.init(args=args):
             try:
@@ -192,11 +322,12 @@ def main(args=None) -> int:
                 while rclpy.ok() and not node.idle():
                     rclpy.spin_once(node, timeout_sec=0.1)
             finally:
-                node.write()
+                report = node.write()
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    return 0
+    # Nothing scored, or nothing comparable, is a failed evaluation, not an empty success.
+    return 1 if report is None or report['frame_problem'] or not report['queries'] else 0
 
 
 if __name__ == '__main__':
