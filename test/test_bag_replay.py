@@ -86,8 +86,7 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     assert change_state(ros, NODE, Transition.TRANSITION_ACTIVATE)
     image_topic = launch_params.DEFAULT_IMAGE_TOPIC
     ros_graph.wait_for_subscribers(ros.node, image_topic, watch=[localizer])
-    # The evaluator subscribes to ground truth and camera_info with the QoS their publisher
-    # offers, so only once the player is there; the player waits for it (and the localizer).
+    ros_graph.wait_for_subscribers(ros.node, launch_params.DEFAULT_GT_TOPIC, watch=[evaluator])
     # Both the evaluator and this test must hear every pose for their counts to agree; the
     # evaluator waits idle_timeout after the last ground truth for the last frame's pose.
     ros_graph.wait_for_subscribers(ros.node, f'/{NODE}/pose', n=2, watch=[localizer, evaluator])

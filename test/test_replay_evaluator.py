@@ -118,3 +118,26 @@ def test_no_ground_truth_is_a_failure_and_leaves_no_old_plot(evaluator, tmp_path
     assert report['queries'] == 0 and report['frames_without_ground_truth'] == 1
     assert not (tmp_path / 'report.png').exists()
     assert (tmp_path / 'report.json').is_file()
+
+
+def test_best_effort_ground_truth_is_heard(evaluator):
+    """A ground-truth publisher offering only best effort (as recorded) still gets through."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    publisher_node = rclpy.create_node('recorded_ground_truth', context=evaluator.context)
+    publisher = publisher_node.create_publisher(
+        PoseStamped, '/ground_truth/camera_pose',
+        QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    executor = SingleThreadedExecutor(context=evaluator.context)
+    executor.add_node(evaluator)
+    deadline = time.monotonic() + 20.0
+    try:
+        while len(evaluator.truth) == 0 and time.monotonic() < deadline:
+            if publisher.get_subscription_count():
+                publisher.publish(stamped(PoseStamped, START, pose_at(0.0)))
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown()
+        publisher_node.destroy_node()
+    assert len(evaluator.truth) == 1
+    assert '/ground_truth/camera_pose' in evaluator._best_effort

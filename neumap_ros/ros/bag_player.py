@@ -240,8 +240,13 @@ class BagPlayer(Node):
                         raise
                     break   # shut down between the check and the publish
                 count += 1
+        except KeyboardInterrupt:
+            # SIGINT may also arrive as an exception here, while the context shuts down.
+            self.stopped.set()
+            raise
         finally:
-            if self.context.ok():
+            if not self.stopped.is_set() and self.context.ok():
+                # A complete playback: let the last messages reach their subscribers.
                 self._publish_clock()
                 linger = self.param['linger']
                 for publisher in self.publishers_by_topic.values():

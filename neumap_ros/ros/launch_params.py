@@ -155,7 +155,12 @@ def bag_player_parameters(bag: str, rate='1.0', image_topic: str = DEFAULT_IMAGE
             # The localizer subscribes on activation, the evaluator at start: samples sent
             # before a subscriber is matched never reach it, so wait for both. camera_info
             # has two subscribers (localizer and evaluator): one is not enough.
-            'wait_for_subscribers': [image_topic, gt_topic, f'{camera_info_topic}:2']}
+            'wait_for_subscribers': [image_topic, gt_topic, f'{camera_info_topic}:2'],
+            # The evaluator subscribes only once it sees the player (to take its QoS), so
+            # both discover each other at once: on a busy machine the subscriber's side of
+            # that takes more than the default half second, and a first sample sent before
+            # it is lost.
+            'settle_time': 2.0}
 
 
 def map_builder_overrides(output: str = '', bag: str = '', method: str = '',

@@ -26,8 +26,8 @@ ground truth are counted apart. The estimate, usually the base_link pose, is tur
 ground truth's frame with the transform between them from TF, and both must be given in the
 same world frame. Latency is wall time from the frame's CameraInfo arriving here to its pose
 arriving, so it does not depend on the playback rate. Ground truth and CameraInfo are
-subscribed to with the reliability their publishers offer (as ``ros2 bag record`` does), so
-best-effort recordings are heard too.
+subscribed to reliably, and best effort too when a publisher offers only that, so
+best-effort recordings are heard.
 """
 
 import json
@@ -39,6 +39,7 @@ from types import SimpleNamespace
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 import numpy as np
 import rclpy
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -110,11 +111,19 @@ class ReplayEvaluator(Node):
             TFMessage, '/tf_static', self._on_tf_static,
             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        # Subscribed once a publisher shows its QoS (see _subscribe_as_offered).
-        self.pending = {self.param['gt_topic']: (PoseStamped, self._on_truth)}
+        # Reliable from the start (what a player or driver usually offers), plus best effort
+        # for a publisher that offers only that (see _subscribe_as_offered).
+        self.inputs = {self.param['gt_topic']: (PoseStamped, self._on_truth)}
         if self.param['camera_info_topic']:
-            self.pending[self.param['camera_info_topic']] = (CameraInfo, self._on_frame)
-        self._offer_timer = self.create_timer(0.1, self._subscribe_as_offered)
+            self.inputs[self.param['camera_info_topic']] = (CameraInfo, self._on_frame)
+        for topic, (kind, callback) in self.inputs.items():
+            # A best-effort publisher is expected: no warning about the QoS mismatch.
+            self.create_subscription(
+                kind, topic, callback, QoSProfile(depth=100,
+                                                  reliability=ReliabilityPolicy.RELIABLE),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _: None))
+        self._best_effort = set()
+        self.create_timer(0.5, self._subscribe_as_offered)
 
     def _map_method(self) -> str:
         if not self.param['map_path']:
@@ -123,26 +132,18 @@ class ReplayEvaluator(Node):
         return f'{map_method(os.path.expanduser(self.param["map_path"]))} (ROS replay)'
 
     def _subscribe_as_offered(self) -> None:
-        # A reliable subscription never hears a best-effort publisher (a camera recorded
-        # as offered); a best-effort one may lose samples of a reliable publisher. So take
-        # what the publishers offer, as rosbag2 does when it records.
-        for topic, (kind, callback) in list(self.pending.items()):
-            offers = self.get_publishers_info_by_topic(topic)
-            if not offers:
+        # A reliable subscription never hears a best-effort publisher (a camera recorded as
+        # offered); a best-effort one would lose samples of a reliable publisher. So both,
+        # once such a publisher shows up: a sample heard twice counts once.
+        for topic, (kind, callback) in self.inputs.items():
+            if topic in self._best_effort:
                 continue
-            reliable = all(o.qos_profile.reliability == ReliabilityPolicy.RELIABLE
-                           for o in offers)
-            self.create_subscription(kind, topic, callback, QoSProfile(
-                depth=100, reliability=ReliabilityPolicy.RELIABLE if reliable
-                else ReliabilityPolicy.BEST_EFFORT))
-            del self.pending[topic]
-        if not self.pending:
-            self._offer_timer.cancel()
-
-    @property
-    def subscribed(self) -> bool:
-        """Tell whether ground truth (and camera_info) are subscribed to."""
-        return not self.pending
+            if any(o.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                   for o in self.get_publishers_info_by_topic(topic)):
+                self.create_subscription(kind, topic, callback, QoSProfile(
+                    depth=100, reliability=ReliabilityPolicy.BEST_EFFORT))
+                self._best_effort.add(topic)
+                self.get_logger().info(f'{topic} is offered best effort: subscribed so too')
 
     def _touch(self) -> None:
         self.last_message_time = time.monotonic()
@@ -164,7 +165,7 @@ class ReplayEvaluator(Node):
         self._add_transforms(msg, True)
 
     def _on_frame(self, msg: CameraInfo) -> None:
-        self.frames.setdefault(stamp_to_ns(msg.header.stamp), time.monotonic())
+        self.frames.setdefault(stamp_to_ns(msg.header.stamp), time.monotonic())   # first
         self._touch()
 
     def _on_truth(self, msg: PoseStamped) -> None:
@@ -175,7 +176,7 @@ class ReplayEvaluator(Node):
             self.counts['invalid_truth'] += 1
             return
         self.world_frames['ground_truth'].add(msg.header.frame_id.strip('/'))
-        self.truth.add(stamp_to_ns(msg.header.stamp), pose)
+        self.truth.add(stamp_to_ns(msg.header.stamp), pose)   # a repeat is ignored
 
     def _on_estimate(self, msg: PoseWithCovarianceStamped) -> None:
         self._touch()
