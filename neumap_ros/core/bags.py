@@ -347,8 +347,9 @@ class BagReader:
     Index a bag once (topics, TF, calibration, ground truth), then iterate its images.
 
     Topics left as None are found by message type when the bag has exactly one candidate.
-    Poses come from ``gt_topic`` (PoseStamped of the camera in the world frame) when the bag
-    has one, else from TF: ``world_frame`` to the image's frame (or ``camera_frame``).
+    Poses come from ``gt_topic`` (any of POSE_TYPES, the camera in the world frame; by
+    default the bag's only PoseStamped topic, if any), else from TF: ``world_frame`` to the
+    image's frame (or ``camera_frame``).
     """
 
     def __init__(self, path, image_topic: Optional[str] = None,

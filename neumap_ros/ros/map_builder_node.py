@@ -75,8 +75,9 @@ PARAMETERS = {
     'bag_path': ('', 'build from this rosbag2 instead of live topics'),
     'bag_image_topic': ('', 'image topic in the bag (empty: the only one)'),
     'bag_camera_info_topic': ('', 'camera_info topic in the bag (empty: the only one)'),
-    'pose_topic': ('', 'PoseStamped of the camera in world_frame (bag: empty = the only one '
-                       'or TF; live: empty = TF)'),
+    'pose_topic': ('', 'pose of the camera in world_frame (bag: PoseStamped, '
+                       'PoseWithCovarianceStamped, Odometry or TransformStamped, empty = the '
+                       'only PoseStamped or TF; live: PoseStamped, empty = TF)'),
     'depth_topic': ('', 'bag: depth image topic (empty: none)'),
     'use_depth': (False, 'live: subscribe to "depth" (16UC1 mm or 32FC1 m, registered)'),
     'world_frame': ('map', 'frame the map is built in'),
