@@ -512,3 +512,43 @@ def test_compressed_images_and_base_tf(ros_context, ros_process, feature_map, ki
     assert stamp_to_ns(poses[0].header.stamp) < burst[0]
     assert pose_error(pose_to_matrix(poses[0].pose.pose), T_map_base)[0] < 0.05
     assert 'cleared TF buffer' in node.log()
+
+
+def test_sim_time_jumping_back_starts_over(ros_context, ros_process, feature_map, kitchen):
+    """
+    On sim time, /clock going back (a bag played again) clears the old timeline.
+
+    The node logs the jump, and frames stamped on the new timeline localize at once.
+    """
+    from rosgraph_msgs.msg import Clock
+    ros = ros_context
+    node = start_localizer(ros_process, feature_map, {
+        'base_frame': '', 'tf_mode': 'camera', 'autostart': True}, IMAGE_TOPIC, INFO_TOPIC,
+        use_sim_time=True)
+    clock = ros.node.create_publisher(Clock, '/clock', 10)
+    poses = []
+    ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 10)
+    camera = Camera(ros, kitchen)
+    ros_graph.wait_for_subscribers(ros.node, IMAGE_TOPIC, timeout=30.0, watch=[node])
+    ros_graph.wait_for_subscribers(ros.node, '/clock', watch=[node])
+
+    def localize_at(name):
+        poses.clear()
+
+        def publish():
+            clock.publish(Clock(clock=ns_to_stamp(camera.stamp_ns + 100_000_000)))
+            return camera.publish(camera.frame(name))
+
+        publish_until(ros, camera, publish, lambda: poses, node, f'a pose for {name}',
+                      period=1.0)
+        return poses[0]
+
+    first = localize_at(QUERY_FRAMES[1])
+    camera.stamp_ns -= 30 * 10 ** 9
+    clock.publish(Clock(clock=ns_to_stamp(camera.stamp_ns)))
+    ros.spin_until(lambda: 'time jumped back by' in node.log(), watch=[node],
+                   what='the clock jump noticed')
+    second = localize_at(QUERY_FRAMES[2])
+    assert stamp_to_ns(second.header.stamp) < stamp_to_ns(first.header.stamp)
+    assert pose_error(pose_to_matrix(second.pose.pose),
+                      kitchen.frames[QUERY_FRAMES[2]].T_world_camera)[0] < 0.05
