@@ -645,6 +645,7 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                                f'match camera_info {camera.width}x{camera.height}')
             image, depth = frame.image, frame.depth_m
             if depth is not None and depth.shape[:2] != image.shape[:2]:
+                # Refused here, before any frame is written (observe_frame checks it too).
                 raise BagError(f'depth on {reader.depth_topic} is {depth.shape[1]}x'
                                f'{depth.shape[0]} but the images are {image.shape[1]}x'
                                f'{image.shape[0]}: record depth registered to the colour '

@@ -81,6 +81,14 @@ def depth_at(depth: np.ndarray, pixels: np.ndarray, max_relative_step: float = 0
     return np.where(ok, centre, np.nan)
 
 
+def check_registered_depth(depth: np.ndarray, image: np.ndarray) -> None:
+    """Raise ValueError unless ``depth`` has ``image``'s size (pixels are looked up 1:1)."""
+    if depth.shape[:2] != image.shape[:2]:
+        raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the image is '
+                         f'{image.shape[1]}x{image.shape[0]}: use depth registered to the '
+                         f'colour camera')
+
+
 def observe_frame(extractor, image: np.ndarray, camera, T_world_camera: np.ndarray,
                   depth: np.ndarray = None, max_depth: float = 20.0) -> tuple:
     """
@@ -89,10 +97,8 @@ def observe_frame(extractor, image: np.ndarray, camera, T_world_camera: np.ndarr
     World points come from ``depth`` (metres, 0 = invalid) when given, else stay NaN. The
     depth must be registered to the image (same size): pixels are looked up one to one.
     """
-    if depth is not None and depth.shape[:2] != image.shape[:2]:
-        raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the image is '
-                         f'{image.shape[1]}x{image.shape[0]}: use depth registered to the '
-                         f'colour camera')
+    if depth is not None:
+        check_registered_depth(depth, image)
     features = extractor.extract(image)
     pixels = camera.undistort_points(features.keypoints).astype(np.float32)
     points = np.full((len(pixels), 3), np.nan, np.float32)

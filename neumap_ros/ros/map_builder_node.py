@@ -55,6 +55,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from neumap_ros.core.geometry import rotation_angle_deg
+from neumap_ros.core.observations import check_registered_depth
 from neumap_ros.core.sensor_data import decode_depth
 from neumap_ros.core.stamp_sync import StampSynchronizer
 from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
@@ -292,11 +293,7 @@ class MapBuilderNode(Node):
             if depth_msg is not None:
                 depth = decode_depth(depth_msg.height, depth_msg.width, depth_msg.encoding,
                                      depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
-                if depth.shape != image.shape[:2]:
-                    # Pixels are looked up one to one: unregistered depth gives wrong points.
-                    raise ValueError(f'depth is {depth.shape[1]}x{depth.shape[0]} but the '
-                                     f'image is {image.shape[1]}x{image.shape[0]}: use depth '
-                                     f'registered to the colour camera')
+                check_registered_depth(depth, image)   # skip the frame, not the build
         except ValueError as error:
             self.skipped['bad'] += 1
             self.get_logger().warning(f'skipping a frame: {error}')

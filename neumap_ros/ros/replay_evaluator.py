@@ -199,12 +199,6 @@ class ReplayEvaluator(Node):
         # Converted now, while TF for the stamp is fresh; retried at the end if TF came late.
         self.estimates[stamp] = [pose, self._in_gt_frame(stamp, pose), covariance, latency_ms]
 
-    def _in_gt_frame(self, stamp: int, T_world_estimate: np.ndarray):
-        try:
-            return self._estimate_in_gt_frame(stamp, T_world_estimate)
-        except TransformError:
-            return None
-
     def idle(self) -> bool:
         """Tell whether nothing arrived for longer than ``idle_timeout`` after the first."""
         timeout = self.param['idle_timeout']
@@ -219,11 +213,15 @@ class ReplayEvaluator(Node):
                     f'{sorted(truth)}: they must share one world frame')
         return ''
 
-    def _estimate_in_gt_frame(self, stamp: int, T_world_estimate: np.ndarray) -> np.ndarray:
+    def _in_gt_frame(self, stamp: int, T_world_estimate: np.ndarray):
+        """Return the estimate as a pose of the ground truth's frame, or None without TF."""
         source, target = self.param['estimate_frame'], self.param['gt_frame']
         if not source or not target or target == source:
             return T_world_estimate
-        return T_world_estimate @ self.tf.lookup(source, target, stamp / NS_PER_S)
+        try:
+            return T_world_estimate @ self.tf.lookup(source, target, stamp / NS_PER_S)
+        except TransformError:
+            return None
 
     def queries(self) -> list:
         """Return the stamps scored: the camera's frames, or the ground truth's samples."""
