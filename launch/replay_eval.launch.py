@@ -62,12 +62,9 @@ def _replay(context):
     evaluator = Node(
         package=launch_params.PACKAGE, executable=launch_params.REPLAY_EVALUATOR_NODE,
         name=launch_params.REPLAY_EVALUATOR_NODE, output='screen',
-        parameters=[dict(launch_params.replay_paths(arg('output_dir')), use_sim_time=True,
-                         pose_topic=f'/{launch_params.LOCALIZER_NODE}/pose',
-                         gt_topic=arg('gt_topic'),
-                         camera_info_topic=arg('camera_info_topic'),
-                         idle_timeout=float(arg('drain')),
-                         map_path=os.path.abspath(os.path.expanduser(arg('map'))))])
+        parameters=[launch_params.replay_evaluator_parameters(
+            arg('output_dir'), arg('map'), arg('params_file'), arg('gt_topic'),
+            arg('camera_info_topic'), arg('gt_frame'), arg('drain'))])
     if arg('player') == 'ros2bag':
         player = ExecuteProcess(cmd=['ros2', 'bag', 'play', arg('bag'), '--clock', '--rate',
                                      arg('rate')], output='screen')

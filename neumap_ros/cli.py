@@ -260,7 +260,8 @@ def _add_bag_commands(commands) -> None:
     to_bag.add_argument('--no-drift', action='store_true', help='map -> odom stays identity')
     to_bag.add_argument('--best-effort', action='store_true',
                         help='record camera topics as offered best-effort')
-    to_bag.add_argument('--max-frames', type=int, default=0)
+    to_bag.add_argument('--max-frames', type=int, default=0,
+                        help='first frames of the split only (0: all)')
     to_bag.set_defaults(handler=cmd_dataset_to_bag)
 
     to_dataset = commands.add_parser('bag-to-dataset',
@@ -275,7 +276,8 @@ def _add_bag_commands(commands) -> None:
     to_dataset.add_argument('--world-frame', default='map', help='TF poses: the world frame')
     to_dataset.add_argument('--camera-frame', help='TF poses: default the image frame_id')
     to_dataset.add_argument('--every', type=int, default=1, help='keep every n-th image')
-    to_dataset.add_argument('--max-frames', type=int, default=0)
+    to_dataset.add_argument('--max-frames', type=int, default=0,
+                            help='stop after this many frames written (0: all)')
     to_dataset.add_argument('--split-name', default='all')
     to_dataset.add_argument('--sync-tolerance', type=float, default=0.0,
                             help='seconds between image and calibration/pose stamps')
@@ -300,7 +302,8 @@ def _add_bag_commands(commands) -> None:
                           help='seconds between image and calibration/pose stamps')
     evaluate.add_argument('--quiet', action='store_true', help='no progress bar')
     evaluate.add_argument('--every', type=int, default=1)
-    evaluate.add_argument('--max-frames', type=int, default=0)
+    evaluate.add_argument('--max-frames', type=int, default=0,
+                          help='stop after this many frames scored (0: all)')
     evaluate.add_argument('--device', default='auto')
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
@@ -319,7 +322,8 @@ def cmd_train(args) -> int:
 
     from torch import distributed as dist
 
-    from neumap_ros.core.decoder_weights import save_decoder, write_model_card
+    from neumap_ros.core.decoder_weights import default_model_card, save_decoder, \
+        write_model_card
     from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
     from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
     from neumap_ros.core.pretraining import pretrain, PretrainConfig
@@ -330,7 +334,7 @@ def cmd_train(args) -> int:
                          'from it; no weights are written until training ends)')
     if resolve_device(args.device).type != 'cpu':
         LOG.info('--device %s: pretraining runs on the CPU in this release', args.device)
-    card = Path(args.model_card or Path(args.out).with_name('MODEL_CARD.md'))
+    card = Path(args.model_card or default_model_card(args.out))
     # Not after an hour of rendering and training.
     require_writable(args.out, card, args.checkpoint, args.history)
     settings = _load_yaml(args.config)
@@ -478,8 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--cache', default='build/pretrain_cache',
                        help='folder for rendered/extracted training scenes')
     train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
-    train.add_argument('--model-card', help='Markdown model card to write (default: '
-                       'MODEL_CARD.md next to --out)')
+    train.add_argument('--model-card', help='Markdown model card to write (default: next '
+                       'to --out, MODEL_CARD.md for decoder.safetensors, MODEL_CARD_x.md '
+                       'for decoder_x.safetensors or x.safetensors)')
     train.add_argument('--init', help='decoder weights to start from (fine-tuning); the '
                        'architecture must match the config')
     train.add_argument('--iterations', type=int)

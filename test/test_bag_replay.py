@@ -67,9 +67,7 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     out = tmp_path / 'replay'
     evaluator = ros_process(
         'neumap_ros.ros.replay_evaluator', ros_args=launch_params.ros_arguments(
-            overrides=dict(launch_params.replay_paths(str(out)), use_sim_time=True,
-                           idle_timeout=10.0, pose_topic=f'/{NODE}/pose',
-                           map_path=str(feature_map))))
+            overrides=launch_params.replay_evaluator_parameters(str(out), str(feature_map))))
     poses, odom_tf, diagnostics = [], [], []
     ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 50)
     ros.node.create_subscription(

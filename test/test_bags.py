@@ -452,3 +452,88 @@ def test_the_camera_info_beside_the_image_is_taken(bags, tmp_path):
     copy_bag(bags['mcap'].path, other, moved_image)
     with pytest.raises(BagError, match='cannot tell which camera_info topic'):
         BagReader(other)
+
+
+def test_max_frames_counts_frames_used(bags, feature_map, tmp_path):
+    """``max_frames`` limits frames written or scored; images without a pose do not count."""
+    bag = tmp_path / 'shifted'   # the first image comes before the first ground truth
+    copy_bag(bags['mcap'].path, bag, ground_truth_as('PoseStamped', shift_ns=100_000_000))
+    summary = bag_to_dataset(bag, tmp_path / 'ds', gt_topic='/gt', max_frames=2)
+    assert summary.frames == 2 and summary.skipped_without_pose == 1
+    report = evaluate_bag(feature_map, bag, gt_topic='/gt', max_frames=2)
+    assert report['queries'] == 2 and report['images_without_ground_truth'] == 1
+
+
+def test_tf_of_a_long_bag_is_all_kept(shared_data_dir, tmp_path):
+    """
+    Poses from TF are found for every image of a bag longer than a live TF cache.
+
+    Frames 20 s apart: a buffer keeping 10 s behind the newest sample, as a live node does,
+    would have lost all but the last odometry sample by the time the images are read.
+    """
+    split = write_split(tmp_path / 'split.txt', FRAMES[:4])
+    bag = dataset_to_bag(shared_data_dir / SCENE, str(split), tmp_path / 'slow', 'mcap',
+                         fps=0.05)
+    summary = bag_to_dataset(bag.path, tmp_path / 'ds', gt_topic='', world_frame='odom')
+    assert summary.frames == 4 and summary.skipped_without_pose == 0
+
+
+def test_evaluate_bag_pairing_options(bags, feature_map, tmp_path, capsys):
+    """
+    Evaluate-bag's flags pair what a recording does not pair by itself.
+
+    ``--sync-tolerance`` pairs calibration stamped apart from its image, ``--camera-frame``
+    names the camera for TF poses when the images' frame_id is not in TF.
+    """
+    from neumap_ros.cli import main
+
+    def offset_info_and_rename(topic, msg):
+        if topic == '/camera/color/camera_info':
+            msg.header.stamp.nanosec += 3_000_000   # 3 ms after its image
+            return msg
+        if topic == '/camera/color/image_raw':
+            msg.header.frame_id = 'unknown_camera'
+            return msg
+
+    bag = tmp_path / 'bag'
+    copy_bag(bags['mcap'].path, bag, offset_info_and_rename)
+    # The bag's TF has no map frame (the localizer adds map -> odom): poses in odom.
+    common = ['evaluate-bag', str(feature_map), str(bag), '--gt-topic', '', '--quiet',
+              '--world-frame', 'odom', '--json', str(tmp_path / 'r.json')]
+    assert main(common + ['--camera-frame', 'camera_color_optical_frame']) == 2
+    assert 'no camera_info for the image' in capsys.readouterr().err
+    assert main(common + ['--sync-tolerance', '0.005']) == 2
+    assert 'has ground truth' in capsys.readouterr().err
+    assert main(common + ['--sync-tolerance', '0.005',
+                          '--camera-frame', 'camera_color_optical_frame']) == 0
+    report = json.loads((tmp_path / 'r.json').read_text())
+    assert report['queries'] == len(FRAMES)
+    assert report['ground_truth'] == 'tf odom -> camera_color_optical_frame'
+    assert report['localized'] >= len(FRAMES) - 1
+
+
+def test_tf_of_a_namespaced_robot_is_read(bags, kitchen, tmp_path):
+    """A bag of a robot in a namespace has /<ns>/tf: poses come from it, one namespace only."""
+    def into(namespace):
+        def edit(topic, msg):
+            return (f'{namespace}{topic}', msg) if topic in ('/tf', '/tf_static') else None
+        return edit
+
+    bag = tmp_path / 'robot1'
+    copy_bag(bags['mcap'].path, bag, into('/robot1'))
+    summary = bag_to_dataset(bag, tmp_path / 'ds', gt_topic='', world_frame='odom')
+    assert summary.frames == len(FRAMES)
+    assert summary.pose_source.endswith('(on /robot1/tf, /robot1/tf_static)')
+    T_odom_camera = invert_transform(odom_drift(0.0)) @ kitchen.frames[FRAMES[0]].T_world_camera
+    np.testing.assert_allclose(open_dataset(tmp_path / 'ds').frames['frame-000000']
+                               .T_world_camera, T_odom_camera, atol=1e-8)
+
+    def two_robots(topic, msg):
+        if topic in ('/tf', '/tf_static'):
+            return [(f'/robot1{topic}', msg), (f'/robot2{topic}', msg)]
+        return None
+
+    both = tmp_path / 'both'
+    copy_bag(bags['mcap'].path, both, two_robots)
+    with pytest.raises(BagError, match=r"TF in several namespaces \['/robot1', '/robot2'\]"):
+        BagReader(both, gt_topic='')

@@ -186,6 +186,17 @@ def test_shipped_decoder_loads_and_matches_its_hash():
     assert SHIPPED_WEIGHTS.stat().st_size < 8 * 1024 * 1024
 
 
+def test_model_cards_are_named_after_their_weights(tmp_path):
+    """Each shipped decoder's card is its default card; other weights get a card of their own."""
+    from neumap_ros.core.decoder_weights import default_model_card
+    for path in SHIPPED_BY_FEATURE.values():
+        assert default_model_card(path).is_file(), path
+    assert default_model_card(SHIPPED_BY_FEATURE['orb']).name == 'MODEL_CARD_orb.md'
+    assert default_model_card(tmp_path / 'decoder.safetensors') == tmp_path / 'MODEL_CARD.md'
+    assert default_model_card(tmp_path / 'run2.safetensors') == tmp_path / 'MODEL_CARD_run2.md'
+    assert default_model_card('decoderv2.safetensors').name == 'MODEL_CARD_v2.md'
+
+
 def test_a_decoder_ships_for_each_keypoint_kind():
     """SIFT and ORB each have their own shipped decoder, chosen by the keypoint kind."""
     for kind, path in SHIPPED_BY_FEATURE.items():

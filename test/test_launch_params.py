@@ -22,6 +22,7 @@ files against a real node built from them.
 """
 
 import ast
+import os
 import pathlib
 import re
 
@@ -185,3 +186,34 @@ def test_claimed_domain_ids_are_never_shared():
             lock.close()
     domain_id, lock = claim_domain_id()
     lock.close()
+
+
+def test_parameter_file_lookup_follows_rcl_matching(tmp_path):
+    """Node keys match by name, namespace suffix or wildcard; the last match in the file wins."""
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    base_frame: robot\n    x: 1\n'
+                      '/robot1/localizer_node:\n  ros__parameters:\n    base_frame: ""\n'
+                      'other_node:\n  ros__parameters:\n    x: 2\n')
+    assert launch_params.node_parameter(str(params), 'localizer_node', 'base_frame') == ''
+    assert launch_params.node_parameter(str(params), 'localizer_node', 'x') == 1
+    assert launch_params.node_parameter(str(params), 'other_node', 'base_frame') == 'robot'
+    assert launch_params.node_parameter(str(params), 'localizer_node', 'y', 'd') == 'd'
+    (tmp_path / 'bad.yaml').write_text('- a list\n')
+    with pytest.raises(ValueError, match='not a ROS 2 parameter file'):
+        launch_params.node_parameter(str(tmp_path / 'bad.yaml'), 'localizer_node', 'x')
+
+
+def test_replay_evaluator_scores_the_frame_the_localizer_publishes(tmp_path):
+    """The evaluator's estimate_frame is the localizer's base_frame of the parameter file."""
+    shipped = launch_params.replay_evaluator_parameters('out', 'm.safetensors')
+    assert shipped['estimate_frame'] == yaml.safe_load(
+        pathlib.Path(launch_params.config_path('localizer.yaml')).read_text())[
+        '/**/localizer_node']['ros__parameters']['base_frame'] == 'base_link'
+    camera_poses = tmp_path / 'camera.yaml'
+    camera_poses.write_text('/**/localizer_node:\n  ros__parameters:\n    base_frame: ""\n')
+    params = launch_params.replay_evaluator_parameters(
+        str(tmp_path / 'out'), 'm.safetensors', str(camera_poses), gt_frame='cam', drain='3')
+    assert params['estimate_frame'] == '' and params['gt_frame'] == 'cam'
+    assert params['idle_timeout'] == 3.0 and params['use_sim_time'] is True
+    assert params['json_path'] == str(tmp_path / 'out' / 'report.json')
+    assert os.path.isabs(params['map_path'])

@@ -119,7 +119,9 @@ def test_two_process_ddp_matches_one_process(tiny_setup, tmp_path):
     single, single_meta = _train(config, cache, tmp_path / 'one.safetensors')
     double, double_meta = _train(config, cache, tmp_path / 'two.safetensors', processes=2)
     assert single_meta['info']['processes'] == 1 and double_meta['info']['processes'] == 2
-    assert (tmp_path / 'MODEL_CARD.md').is_file()
+    # Each decoder gets its own card, named after its weights: the second run keeps the first's.
+    assert single_meta['hash'] in (tmp_path / 'MODEL_CARD_one.md').read_text()
+    assert double_meta['hash'] in (tmp_path / 'MODEL_CARD_two.md').read_text()
     for name, tensor in single.items():
         assert torch.allclose(tensor, double[name], atol=2e-5, rtol=1e-4), name
 
@@ -131,7 +133,8 @@ def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
     straight, meta = _train(config, cache, tmp_path / 'straight.safetensors',
                             extra=('--model-card', str(card)))
     # --model-card puts the card where asked, naming the command that made these weights.
-    assert meta['hash'] in card.read_text() and not (tmp_path / 'MODEL_CARD.md').exists()
+    assert meta['hash'] in card.read_text()
+    assert not (tmp_path / 'MODEL_CARD_straight.md').exists()
     assert f'--out {tmp_path / "straight.safetensors"} --model-card {card}' in card.read_text()
     checkpoint = tmp_path / 'run.ckpt'
     # A stopped run leaves its checkpoint and no weights: a half-trained decoder must never
@@ -196,7 +199,7 @@ def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):
                              extra=('--init', str(tmp_path / 'base.safetensors'),
                                     '--iterations', '0'))
     assert meta['info']['initialised_from'] == base_meta['hash']
-    assert base_meta['hash'] in (tmp_path / 'MODEL_CARD.md').read_text()
+    assert base_meta['hash'] in (tmp_path / 'MODEL_CARD_zero.md').read_text()
     for name, tensor in base.items():
         assert torch.equal(tensor, untouched[name]), name
     tuned, _ = _train(config, cache, tmp_path / 'tuned.safetensors',

@@ -349,7 +349,8 @@ class BagReader:
     Topics left as None are found by message type when the bag has exactly one candidate.
     Poses come from ``gt_topic`` (any of POSE_TYPES, the camera in the world frame; by
     default the bag's only PoseStamped topic, if any), else from TF: ``world_frame`` to the
-    image's frame (or ``camera_frame``).
+    image's frame (or ``camera_frame``), read from /tf and /tf_static or, without them, from
+    the one namespace's ``/<ns>/tf`` and ``/<ns>/tf_static``.
     """
 
     def __init__(self, path, image_topic: Optional[str] = None,
@@ -441,7 +442,8 @@ class BagReader:
             yield connection.topic, self.store.deserialize_cdr(raw, connection.msgtype)
 
     def _index(self) -> None:
-        topics = {self.camera_info_topic} | {t for t in ('/tf', '/tf_static') if t in self.types}
+        self.tf_topics = self._tf_topics()
+        topics = {self.camera_info_topic} | set(self.tf_topics)
         if self.gt_topic:
             topics.add(self.gt_topic)
         for topic, msg in self._messages(topics):
@@ -463,11 +465,30 @@ class BagReader:
                             _stamp_ns(transform.header) / 1e9,
                             _matrix_from_ros(transform.transform.translation,
                                              transform.transform.rotation),
-                            static=topic == '/tf_static')
+                            static=topic.endswith('tf_static'))
                     except ValueError:
                         continue
         if not self.infos:
             raise BagError(f'topic {self.camera_info_topic} of {self.path} holds no messages')
+
+    def _tf_topics(self) -> tuple:
+        """
+        Return the TF topics to read: /tf and /tf_static, else one namespace's pair.
+
+        A robot run in a namespace records ``/<ns>/tf`` (nav2's multi-robot bringup remaps
+        them there); with several namespaces and no plain /tf, which one is meant is unclear.
+        """
+        found = [t for t, m in self.types.items() if m == TF_TYPE
+                 and t.rsplit('/', 1)[-1] in ('tf', 'tf_static')]
+        plain = tuple(t for t in ('/tf', '/tf_static') if t in found)
+        if plain or not found:
+            return plain
+        namespaces = sorted({t.rsplit('/', 1)[0] for t in found})
+        if len(namespaces) > 1:
+            raise BagError(f'bag {self.path} has TF in several namespaces {namespaces} and no '
+                           f'/tf: poses from TF would mix robots; give a ground-truth topic '
+                           f'or extract the topics of one robot')
+        return tuple(sorted(found))
 
     def _nearest(self, table: dict, stamp: int):
         if stamp in table:
@@ -511,13 +532,14 @@ class BagReader:
         """Describe where poses come from (for reports)."""
         if self.gt_topic:
             return f'topic {self.gt_topic}'
-        return f'tf {self.world_frame} -> {self.camera_frame or "<image frame>"}'
+        source = f'tf {self.world_frame} -> {self.camera_frame or "<image frame>"}'
+        if self.tf_topics and self.tf_topics[0] not in ('/tf', '/tf_static'):
+            source += f' (on {", ".join(self.tf_topics)})'
+        return source
 
-    def frames(self, every: int = 1, max_frames: int = 0,
-               with_depth: bool = False) -> Iterator[BagFrame]:
-        """Yield every ``every``-th image (up to ``max_frames``, 0: all) as a BagFrame."""
+    def frames(self, every: int = 1, with_depth: bool = False) -> Iterator[BagFrame]:
+        """Yield every ``every``-th image as a BagFrame (posed or not: callers count)."""
         with_depth = with_depth and self.depth_topic is not None
-        count = 0
         for msg, depth_msg in self._images_with_depth(every, with_depth):
             stamp = _stamp_ns(msg.header)
             if stamp == 0:
@@ -533,9 +555,6 @@ class BagReader:
                                        depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
             yield BagFrame(stamp, msg.header.frame_id, pixels, self.camera_for(stamp),
                            self.pose_for(stamp, msg.header.frame_id), depth_m)
-            count += 1
-            if max_frames and count >= max_frames:
-                return
 
     def _images_with_depth(self, every: int, with_depth: bool):
         """
@@ -634,7 +653,7 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
         def skip(reason):
             reasons[reason] = reasons.get(reason, 0) + 1
 
-        for frame in reader.frames(every, max_frames, with_depth=has_depth):
+        for frame in reader.frames(every, with_depth=has_depth):
             if frame.T_world_camera is None or frame.camera is None:
                 skip('header stamp 0' if frame.stamp_ns == 0 else
                      'no pose' if frame.T_world_camera is None else 'no camera_info')
@@ -676,6 +695,8 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
             stamps.append(frame.stamp_ns)
             if progress:
                 progress(len(names) + sum(reasons.values()), max(total, 1))
+            if max_frames and len(names) >= max_frames:   # frames written, not read
+                break
         source = reader.pose_source()
     skipped = sum(reasons.values())
     if not names:
@@ -740,7 +761,7 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
         with BagReader(bag, image_topic, camera_info_topic, gt_topic, None, world_frame,
                        camera_frame, sync_tolerance_s, rectified_input) as reader:
             total = reader.image_count // max(every, 1)
-            for frame in reader.frames(every, max_frames):
+            for frame in reader.frames(every):
                 if frame.T_world_camera is None:
                     without_truth += 1
                     continue
@@ -755,6 +776,8 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                     estimates.append(tum_line(frame.stamp_ns, result.T_world_camera))
                 if progress:
                     progress(len(records), max(total, 1))
+                if max_frames and len(records) >= max_frames:   # frames scored, not read
+                    break
             source, duration = reader.pose_source(), reader.duration_s
     finally:
         localizer.release()

@@ -81,6 +81,23 @@ def load_decoder(path=None, device='cpu', feature_kind: str = 'sift') -> tuple:
     return decoder.to(device), meta
 
 
+def default_model_card(weights_path) -> Path:
+    """
+    Return where the model card of ``weights_path`` goes unless one is named.
+
+    Beside the weights, named after them as the shipped pairs are (``decoder.safetensors`` ->
+    ``MODEL_CARD.md``, ``decoder_orb.safetensors`` -> ``MODEL_CARD_orb.md``, ``x.safetensors``
+    -> ``MODEL_CARD_x.md``), so training a second decoder in the same folder keeps the first
+    one's card.
+    """
+    weights_path = Path(weights_path)
+    stem = weights_path.name.split('.')[0]
+    suffix = stem[len('decoder'):] if stem.startswith('decoder') else f'_{stem}'
+    if suffix and not suffix.startswith(('_', '-')):
+        suffix = f'_{suffix}'
+    return weights_path.with_name(f'MODEL_CARD{suffix}.md')
+
+
 def write_model_card(path, weights_name: str, digest: str, info: dict,
                      recipe: str = 'neumap train --config config/pretrain.yaml --out '
                      'neumap_ros/weights/decoder.safetensors') -> None:

@@ -100,9 +100,8 @@ def _replay(map_path: Path, bag: Path, out: Path, timeout: float) -> dict:
         launch_params.localizer_remappings(launch_params.DEFAULT_IMAGE_TOPIC,
                                            launch_params.DEFAULT_CAMERA_INFO_TOPIC))
     evaluator_args = launch_params.ros_arguments(overrides=dict(
-        launch_params.replay_paths(str(out)), use_sim_time=True, idle_timeout=5.0,
-        pose_topic='/localizer_node/pose', method='neural (ROS replay)',
-        map_path=str(map_path)))
+        launch_params.replay_evaluator_parameters(str(out), str(map_path), params, drain=5.0),
+        method='neural (ROS replay)'))
     player_args = launch_params.ros_arguments(overrides=launch_params.bag_player_parameters(
         str(bag), 1.0, launch_params.DEFAULT_IMAGE_TOPIC, launch_params.DEFAULT_GT_TOPIC))
     processes = [_start('neumap_ros.ros.localizer_node', localizer_args, out / 'localizer.log'),

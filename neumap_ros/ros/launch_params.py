@@ -34,6 +34,7 @@ REPLAY_EVALUATOR_NODE = 'replay_evaluator'
 DEFAULT_IMAGE_TOPIC = '/camera/color/image_raw'
 DEFAULT_CAMERA_INFO_TOPIC = '/camera/color/camera_info'
 DEFAULT_GT_TOPIC = '/ground_truth/camera_pose'
+DEFAULT_GT_FRAME = 'camera_color_optical_frame'
 
 # (name, default, description) of localize.launch.py's arguments.
 LOCALIZE_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
@@ -78,6 +79,9 @@ REPLAY_EVAL_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('image_topic', DEFAULT_IMAGE_TOPIC, 'image topic in the bag'),
     ('camera_info_topic', DEFAULT_CAMERA_INFO_TOPIC, 'camera_info topic in the bag'),
     ('gt_topic', DEFAULT_GT_TOPIC, 'ground-truth PoseStamped topic in the bag'),
+    ('gt_frame', DEFAULT_GT_FRAME, 'frame whose pose the ground truth gives (the '
+                                   "localizer's base_frame, from params_file, is converted "
+                                   'to it through TF)'),
     ('player', 'neumap', "neumap (this package's bag_player) or ros2bag (ros2 bag play)"),
     ('drain', '10.0', 'seconds without a frame, pose or ground truth after which the '
                       'evaluator writes its report and the replay ends'),
@@ -205,6 +209,51 @@ def replay_paths(output_dir: str) -> Dict[str, str]:
             'tum_path': os.path.join(root, 'estimate.tum'),
             'gt_tum_path': os.path.join(root, 'ground_truth.tum'),
             'plot_path': os.path.join(root, 'report.png')}
+
+
+def node_parameter(params_file: str, node: str, name: str, default=None):
+    """
+    Return what a ROS 2 parameter file sets ``name`` to for the node named ``node``.
+
+    Entries are read in file order and the last match wins, as rcl applies them; a node key
+    matches when it is the node's name, ends in ``/<node>``, or is the ``/**`` wildcard.
+    """
+    import yaml
+    with open(params_file, encoding='utf-8') as stream:
+        content = yaml.safe_load(stream) or {}
+    if not isinstance(content, dict):
+        raise ValueError(f'{params_file}: not a ROS 2 parameter file (no node keys)')
+    value = default
+    for key, entry in content.items():
+        key = str(key)
+        if key in ('/**', node) or key.endswith('/' + node):
+            parameters = (entry or {}).get('ros__parameters') if isinstance(entry, dict) \
+                else None
+            if isinstance(parameters, dict) and name in parameters:
+                value = parameters[name]
+    return value
+
+
+def replay_evaluator_parameters(output_dir: str, map_path: str, localizer_params: str = '',
+                                gt_topic: str = DEFAULT_GT_TOPIC,
+                                camera_info_topic: str = DEFAULT_CAMERA_INFO_TOPIC,
+                                gt_frame: str = DEFAULT_GT_FRAME, drain='10.0',
+                                pose_topic: str = f'/{LOCALIZER_NODE}/pose'
+                                ) -> Dict[str, object]:
+    """
+    Return the replay_evaluator parameters that score the localizer of a replay.
+
+    The evaluator compares the pose of the localizer's ``base_frame`` (read from the
+    localizer's parameter file, so that a localizer publishing camera poses with
+    ``base_frame: ''`` is scored as such) with the ground truth's ``gt_frame``.
+    """
+    params_file = localizer_params or config_path('localizer.yaml')
+    base_frame = node_parameter(params_file, LOCALIZER_NODE, 'base_frame', 'base_link')
+    return dict(replay_paths(output_dir), use_sim_time=True, pose_topic=pose_topic,
+                gt_topic=gt_topic, camera_info_topic=camera_info_topic,
+                estimate_frame=str(base_frame or ''), gt_frame=gt_frame,
+                idle_timeout=float(drain),
+                map_path=os.path.abspath(os.path.expanduser(map_path)))
 
 
 def _yaml_value(value) -> str:
