@@ -16,7 +16,7 @@
 Start the NeuMap localizer as a lifecycle node and bring it to active.
 
     ros2 launch neumap_ros localize.launch.py map:=/path/map.safetensors \
-        image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
+        image_topic:=camera/color/image_raw camera_info_topic:=camera/color/camera_info
 
 The arguments, their defaults and how they become parameters and remappings live in
 neumap_ros.ros.launch_params, which the tests use too. With autostart (default) the node is

@@ -129,7 +129,8 @@ def diagnostic_values(status) -> dict:
 
 
 def start_localizer(ros_process, map_path, overrides=None, image_topic=None,
-                    camera_info_topic=None, use_sim_time=False, name='localizer'):
+                    camera_info_topic=None, use_sim_time=False, name='localizer',
+                    namespace=None):
     """
     Start localizer_node as a process with what localize.launch.py passes it.
 
@@ -144,7 +145,7 @@ def start_localizer(ros_process, map_path, overrides=None, image_topic=None,
         params_file=launch_params.config_path('localizer.yaml'), overrides=parameters,
         remappings=launch_params.localizer_remappings(
             image_topic or defaults['image_topic'],
-            camera_info_topic or defaults['camera_info_topic']))
+            camera_info_topic or defaults['camera_info_topic']), namespace=namespace)
     return ros_process('neumap_ros.ros.localizer_node', ros_args=args, name=name)
 
 

@@ -104,7 +104,8 @@ def test_map_builder_arguments_override_only_what_is_given():
     assert launch_params.map_builder_remappings(defaults['image_topic'],
                                                 defaults['camera_info_topic']) == [
         ('image', launch_params.DEFAULT_IMAGE_TOPIC),
-        ('camera_info', launch_params.DEFAULT_CAMERA_INFO_TOPIC)]
+        ('camera_info', launch_params.DEFAULT_CAMERA_INFO_TOPIC),
+        ('/tf', 'tf'), ('/tf_static', 'tf_static')]
     bag = launch_params.map_builder_overrides('m.safetensors', 'bag', 'features', 'false',
                                               '/depth', '/color', '/color/info')
     assert bag['method'] == 'features' and bag['depth_topic'] == '/depth'
@@ -136,7 +137,10 @@ def test_launch_parameters_reach_a_real_node(ros_domain, tmp_path):
         assert node.get_parameter('tf_mode').value == 'odom'
         assert node.resolve_topic_name('image') == '/cam/image'
         assert node.resolve_topic_name('camera_info') == '/cam/info'
-        assert defaults['image_topic'] == launch_params.DEFAULT_IMAGE_TOPIC
+        # TF and the default (relative) camera topics resolve in the namespace.
+        assert node.resolve_topic_name('/tf') == '/robot/tf'
+        assert node.resolve_topic_name('/tf_static') == '/robot/tf_static'
+        assert '/robot/' + defaults['image_topic'] == '/robot' + launch_params.DEFAULT_IMAGE_TOPIC
         node.destroy_node()
     finally:
         context.try_shutdown()

@@ -552,3 +552,94 @@ def test_sim_time_jumping_back_starts_over(ros_context, ros_process, feature_map
     assert stamp_to_ns(second.header.stamp) < stamp_to_ns(first.header.stamp)
     assert pose_error(pose_to_matrix(second.pose.pose),
                       kitchen.frames[QUERY_FRAMES[2]].T_world_camera)[0] < 0.05
+
+
+def test_robot_in_a_namespace_gets_map_to_odom(ros_context, ros_process, feature_map, kitchen):
+    """
+    In a robot's namespace, as nav2 runs it, camera topics and TF are the namespace's own.
+
+    With the launch file's defaults the node in /robot1 reads /robot1/camera/...,
+    /robot1/tf and /robot1/tf_static, and publishes map -> odom on /robot1/tf (where the
+    robot's nav2 listens), nothing on the global /tf.
+    """
+    ros = ros_context
+    node = start_localizer(ros_process, feature_map, {'autostart': True},
+                           namespace='/robot1')
+    poses, ns_tf, global_tf = [], [], []
+    ros.node.create_subscription(PoseWithCovarianceStamped, f'/robot1/{NODE}/pose',
+                                 poses.append, 10)
+    ros.node.create_subscription(TFMessage, '/robot1/tf', ns_tf.append, QoSProfile(depth=100))
+    ros.node.create_subscription(TFMessage, '/tf', global_tf.append, QoSProfile(depth=100))
+    images = ros.node.create_publisher(Image, '/robot1/camera/color/image_raw',
+                                       qos_profile_sensor_data)
+    infos = ros.node.create_publisher(CameraInfo, '/robot1/camera/color/camera_info',
+                                      qos_profile_sensor_data)
+    odometry = ros.node.create_publisher(TFMessage, '/robot1/tf', QoSProfile(depth=100))
+    static = ros.node.create_publisher(TFMessage, '/robot1/tf_static', QoSProfile(
+        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    T_base_camera = default_T_base_camera()
+    static.publish(TFMessage(transforms=[
+        make_transform_stamped(T_base_camera, 'base_link', CAMERA_FRAME, 0)]))
+    ros_graph.wait_for_subscribers(ros.node, '/robot1/camera/color/image_raw', timeout=30.0,
+                                   watch=[node])
+    frame = kitchen.frames[QUERY_FRAMES[3]]
+    T_odom_base = np.eye(4)
+    T_odom_base[:3, 3] = [0.5, -0.2, 0.0]   # the robot moved 0.5 m since odom started
+    stamp = [1_760_000_000 * 10 ** 9]
+
+    def publish():
+        stamp[0] += 100_000_000
+        header_stamp = ns_to_stamp(stamp[0])
+        odometry.publish(TFMessage(transforms=[
+            make_transform_stamped(T_odom_base, 'odom', 'base_link', stamp[0])]))
+        image = numpy_to_image(frame.load_image(), 'bgr8')
+        image.header.stamp, image.header.frame_id = header_stamp, CAMERA_FRAME
+        info = camera_to_camera_info(frame.camera, image.header)
+        infos.publish(info)
+        images.publish(image)
+        return stamp[0]
+
+    def map_odom():
+        return [t for m in ns_tf for t in m.transforms if t.child_frame_id == 'odom']
+
+    publish_until(ros, None, publish, lambda: poses and map_odom(), node,
+                  'a pose and map -> odom in /robot1', period=1.0)
+    T_map_base = frame.T_world_camera @ invert_transform(T_base_camera)
+    assert pose_error(pose_to_matrix(poses[0].pose.pose), T_map_base)[0] < 0.05
+    [transform] = map_odom()[:1]
+    assert transform.header.frame_id == 'map'
+    T_map_odom = transform_to_matrix(transform.transform)
+    assert pose_error(T_map_odom @ T_odom_base, T_map_base)[0] < 0.05
+    assert not [t for m in global_tf for t in m.transforms if t.child_frame_id == 'odom']
+
+
+def test_a_mounted_camera_keeps_its_parent(ros_context, ros_process, feature_map, kitchen):
+    """
+    ``tf_mode: camera`` never gives a camera mounted on base_link a second parent.
+
+    The node refuses map -> camera while the mount is in TF and says so, and keeps
+    publishing base poses: its own transform does not replace the mount in its buffer.
+    """
+    ros = ros_context
+    node = start_localizer(ros_process, feature_map, {
+        'tf_mode': 'camera', 'autostart': True, 'diagnostics_period': 0.25},
+        IMAGE_TOPIC, INFO_TOPIC)
+    diagnostics = DiagnosticsWatcher(ros, f'/{NODE}:')
+    poses, camera_tf = [], []
+    ros.node.create_subscription(PoseWithCovarianceStamped, f'/{NODE}/pose', poses.append, 10)
+    ros.node.create_subscription(
+        TFMessage, '/tf',
+        lambda m: camera_tf.extend(t for t in m.transforms if t.child_frame_id == CAMERA_FRAME),
+        QoSProfile(depth=100))
+    static = ros.node.create_publisher(TFMessage, '/tf_static', QoSProfile(
+        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    static.publish(TFMessage(transforms=[
+        make_transform_stamped(default_T_base_camera(), 'base_link', CAMERA_FRAME, 0)]))
+    camera = Camera(ros, kitchen)
+    ros_graph.wait_for_subscribers(ros.node, IMAGE_TOPIC, timeout=30.0, watch=[node])
+    publish_until(ros, camera, lambda: camera.publish(camera.frame(QUERY_FRAMES[4])),
+                  lambda: len(poses) >= 3, node, 'three base poses in a row', period=1.0)
+    ros.spin_until(lambda: 'already has the parent base_link' in (
+        diagnostics.latest.message if diagnostics.latest else ''), watch=[node],
+        what='diagnostics saying why map -> camera is not published')
+    assert camera_tf == []

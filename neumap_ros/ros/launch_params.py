@@ -43,8 +43,11 @@ LOCALIZE_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('params_file', '', 'parameter YAML (default: config/localizer.yaml of this package)'),
     ('use_sim_time', 'false', 'use /clock (true when replaying a bag)'),
     ('namespace', '', 'namespace of the localizer node'),
-    ('image_topic', DEFAULT_IMAGE_TOPIC, 'camera image topic (remaps "image")'),
-    ('camera_info_topic', DEFAULT_CAMERA_INFO_TOPIC,
+    # Relative, so a namespaced robot's camera (/robot1/camera/...) is found; without a
+    # namespace they are DEFAULT_IMAGE_TOPIC and DEFAULT_CAMERA_INFO_TOPIC.
+    ('image_topic', DEFAULT_IMAGE_TOPIC.lstrip('/'),
+     'camera image topic (remaps "image"; relative names resolve in the namespace)'),
+    ('camera_info_topic', DEFAULT_CAMERA_INFO_TOPIC.lstrip('/'),
      'camera calibration topic (remaps "camera_info")'),
     ('log_level', 'info', 'logging level: debug, info, warn, error'),
     ('autostart', 'true', 'configure and activate the lifecycle node after start'),
@@ -127,9 +130,14 @@ def as_bool(value) -> bool:
     raise ValueError(f'not a boolean: {value!r}')
 
 
+# TF follows the node's namespace, as nav2's bringup remaps it: a robot in /robot1 has its
+# tree on /robot1/tf. Without a namespace "tf" is /tf again.
+TF_REMAPPINGS = [('/tf', 'tf'), ('/tf_static', 'tf_static')]
+
+
 def localizer_remappings(image_topic: str, camera_info_topic: str) -> List[Tuple[str, str]]:
-    """Return the localizer's remappings for the given camera topics."""
-    return [('image', image_topic), ('camera_info', camera_info_topic)]
+    """Return the localizer's remappings: the camera topics, and TF into the namespace."""
+    return [('image', image_topic), ('camera_info', camera_info_topic)] + TF_REMAPPINGS
 
 
 def localizer_overrides(map_path: str = '', use_sim_time=False,

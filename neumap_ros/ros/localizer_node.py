@@ -547,7 +547,13 @@ class LocalizerNode(LifecycleNode):
             self._lost_in_transport = int(info.total_count)
 
     def _add_transforms(self, msg: TFMessage, static: bool) -> None:
+        map_frame = self._config.map_frame if self._config is not None else None
         for transform in msg.transforms:
+            if not static and transform.header.frame_id.lstrip('/') == map_frame:
+                # What this node (or another localizer) publishes: never needed for the
+                # lookups here, and taking our own map -> camera back in would replace the
+                # camera's mount in this buffer.
+                continue
             try:
                 self._tf.set_matrix(transform.header.frame_id, transform.child_frame_id,
                                     stamp_to_ns(transform.header.stamp) / NS_PER_S,
@@ -834,10 +840,25 @@ class LocalizerNode(LifecycleNode):
         elif c.tf_mode == 'base':
             if T_map_base is None:
                 return False   # the missing base -> camera transform is reported already
+            if self._has_other_parent(c.base_frame, 'odom'):
+                return False
             transform = make_transform_stamped(T_map_base, c.map_frame, c.base_frame, stamp)
         else:
+            if self._has_other_parent(camera_frame, 'base'):
+                return False
             transform = make_transform_stamped(T_map_camera, c.map_frame, camera_frame, stamp)
         self._tf_pub.publish(TFMessage(transforms=[transform]))
+        return True
+
+    def _has_other_parent(self, child: str, better_mode: str) -> bool:
+        # A TF frame has one parent: map -> child next to, say, the URDF's base_link -> camera
+        # would make the tree flip between two parents for every listener.
+        parent = self._tf.parent_of(child)
+        if parent is None:
+            return False
+        self._tf_warning(f'not publishing {self._config.map_frame} -> {child}: {child} already '
+                         f'has the parent {parent} in TF, and a frame has only one; use '
+                         f'tf_mode {better_mode}')
         return True
 
     def _republish_tf(self) -> None:
