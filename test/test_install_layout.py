@@ -87,6 +87,9 @@ def test_executables_in_lib_package_dir(prefix):
         assert path.is_file(), f'{path} missing'
         assert os.access(path, os.X_OK), f'{path} is not executable'
         assert not (prefix / 'bin' / name).exists()
+        # The python3 on PATH (an activated venv with torch), whoever ran the install: the
+        # distro's colcon runs setup.py with /usr/bin/python3.
+        assert path.read_text().splitlines()[0] == '#!/usr/bin/env python3', path
 
 
 def test_console_scripts_point_at_installed_modules(prefix):

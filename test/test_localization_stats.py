@@ -135,3 +135,19 @@ def test_global_retries_after_a_failing_prior_are_counted():
     values = stats.snapshot(3.0)
     assert values['prior_retries'] == '2' and values['frames_attempted'] == '3'
     assert values['frames_localized'] == '2'
+
+
+def test_pose_quality_of_localized_frames_is_reported():
+    """Inliers, inlier ratio and reprojection error come from localized frames only."""
+    stats = LocalizationStats(now=0.0)
+    assert 'median_inliers' not in stats.snapshot(0.0)
+    stats.record_result(1.0, True, 'ok', {}, inliers=40, inlier_ratio=0.5, reprojection_px=1.0)
+    stats.record_result(2.0, True, 'ok', {}, inliers=80, inlier_ratio=0.7, reprojection_px=2.0)
+    stats.record_result(3.0, True, 'ok', {}, inliers=60, inlier_ratio=0.9, reprojection_px=1.5)
+    stats.record_result(4.0, False, 'too_few_inliers', {}, inliers=5, inlier_ratio=0.1)
+    values = stats.snapshot(4.0)
+    assert values['last_inliers'] == '60' and values['median_inliers'] == '60'
+    assert values['median_inlier_ratio'] == '0.700'
+    assert values['median_reprojection_px'] == '1.50'
+    stats.reset(5.0)
+    assert 'last_inliers' not in stats.snapshot(5.0)

@@ -77,6 +77,8 @@ class LocalizationStats:
         self.started = float(now)
         self._events.clear()
         self._latency.clear()
+        # (inliers, inlier ratio, reprojection error px) of recent localized frames.
+        self._quality: Deque[Tuple[int, float, float]] = deque(maxlen=self._latency_samples)
         self.totals = {'inputs': 0, 'attempts': 0, 'localized': 0, 'dropped': 0,
                        'rejected': 0, 'prior_retries': 0}
         self.consecutive_failures = 0
@@ -113,14 +115,22 @@ class LocalizationStats:
         self._prune(now)
 
     def record_result(self, now: float, success: bool, status: str, timings_ms: dict,
-                      message: str = '', prior_ignored: bool = False) -> None:
-        """Count one localization attempt, its per-stage latencies and any global retry."""
+                      message: str = '', prior_ignored: bool = False, inliers: int = 0,
+                      inlier_ratio: float = float('nan'),
+                      reprojection_px: float = float('nan')) -> None:
+        """
+        Count one localization attempt, its per-stage latencies and any global retry.
+
+        For a localized frame, ``inliers``, ``inlier_ratio`` and ``reprojection_px`` (the PnP
+        inliers' error) are kept: the pose's quality, which an integrator alarms on.
+        """
         self.totals['attempts'] += 1
         self.totals['prior_retries'] += int(prior_ignored)
         if success:
             self.totals['localized'] += 1
             self.consecutive_failures = 0
             self.last_success_time = now
+            self._quality.append((int(inliers), float(inlier_ratio), float(reprojection_px)))
         else:
             self.consecutive_failures += 1
             self.last_failure = (status, message)
@@ -246,6 +256,12 @@ class LocalizationStats:
             values['last_failure'] = ': '.join(p for p in self.last_failure if p)
         if self.last_rejection is not None:
             values['last_rejection'] = f'{self.last_rejection[1]}: {self.last_rejection[2]}'
+        if self._quality:
+            inliers, ratios, errors = np.asarray(self._quality, dtype=float).T
+            values['last_inliers'] = str(int(inliers[-1]))
+            values['median_inliers'] = f'{np.median(inliers):.0f}'
+            values['median_inlier_ratio'] = f'{np.median(ratios):.3f}'
+            values['median_reprojection_px'] = f'{np.median(errors):.2f}'
         for stage in self.stages():
             latency = self.latency(stage)
             values[f'latency_ms_{stage}'] = f'{latency["median"]:.1f} (p90 {latency["p90"]:.1f})'

@@ -169,7 +169,19 @@ class _Config:
 
 NON_NEGATIVE = ('max_keypoints', 'max_rate_hz', 'max_image_age', 'sync_tolerance',
                 'transform_tolerance', 'tf_republish_rate', 'tf_lookup_timeout',
-                'max_position_std', 'min_inlier_ratio', 'max_latency_ms')
+                'max_position_std', 'min_inlier_ratio', 'max_latency_ms', 'input_timeout')
+FRACTIONS = ('min_inlier_ratio', 'min_success_rate')
+
+# Parameters that `ros2 param set` changes at once on a configured node (each frame reads
+# them); map_path, weights, device and the keypoint settings take effect on ~/load_map. The
+# rest shape subscriptions, publishers or buffers and are read on configure only.
+LIVE_PARAMETERS = ('top_voxels', 'voting_keypoints', 'min_inliers', 'min_inlier_ratio',
+                   'max_position_std', 'use_pose_prior', 'prior_radius', 'prior_angle',
+                   'retry_without_prior', 'prior_timeout', 'relocalize_after_failures',
+                   'transform_tolerance', 'tf_lookup_timeout', 'max_rate_hz',
+                   'max_image_age', 'diagnostics_period', 'input_timeout', 'min_success_rate',
+                   'lost_after_failures', 'max_latency_ms')
+ON_LOAD_MAP_PARAMETERS = ('map_path', 'weights', 'device', 'max_keypoints', 'max_image_side')
 POSITIVE = ('top_voxels', 'voting_keypoints', 'min_inliers', 'image_queue_depth',
             'prior_radius', 'tf_cache_time', 'diagnostics_period', 'stats_window',
             'map_cloud_max_points', 'lost_after_failures', 'relocalize_after_failures',
@@ -192,6 +204,8 @@ def value_problem(name: str, value) -> Optional[str]:
         return f'{name} must be > 0, got {value}'
     if name == 'max_image_side' and value < -1:
         return 'max_image_side must be >= -1'
+    if name in FRACTIONS and not 0 <= value <= 1:
+        return f'{name} must be in [0, 1], got {value}'
     if name == 'prior_angle' and not 0 <= value <= 180:
         return 'prior_angle must be in [0, 180] degrees'
     return None
@@ -256,6 +270,7 @@ class LocalizerNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare_parameters(self, PARAMETERS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
         self._cond = threading.Condition()        # guards sync, stats, priors, pending state
         self._localizer_lock = threading.Lock()   # held while localizing or swapping maps
         self._config: Optional[_Config] = None
@@ -281,14 +296,13 @@ class LocalizerNode(LifecycleNode):
         self._last_map_odom = None       # T_map_odom to republish between fixes
         self._last_tf_stamp_ns = 0
         self._camera_frame_seen = ''     # frame of the last decoded image (for initialpose)
+        self._initial_base_pose = None   # (T_map_base, radius) of an initialpose before images
         self._warned = {}
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         period = self.get_parameter('diagnostics_period').value
         if value_problem('diagnostics_period', period) is not None:
             period = 1.0   # configure reports the bad value; diagnostics must still flow
-        # A steady clock: diagnostics must keep coming when /clock stops (a stalled bag).
-        self.create_timer(float(period), self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._diagnostics_timer = self._diagnostics_timer_every(float(period))
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0),
                           on_clock_change=False),
@@ -296,15 +310,65 @@ class LocalizerNode(LifecycleNode):
 
     # --- parameters -------------------------------------------------------------------------
 
+    def _diagnostics_timer_every(self, period: float):
+        # A steady clock: diagnostics must keep coming when /clock stops (a stalled bag).
+        return self.create_timer(period, self._publish_diagnostics,
+                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
+
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        # Immediate feedback for `ros2 param set` on values that are wrong on their own; the
-        # values take effect on configure (map_path: on ~/load_map), which also checks how
-        # they combine.
+        # Immediate feedback for `ros2 param set`. Unconfigured, every value waits for
+        # configure, which checks how they combine. Configured, LIVE_PARAMETERS apply at once
+        # (see _after_set_parameters), the map's on ~/load_map, and the rest are refused
+        # rather than accepted and silently ignored.
         for parameter in parameters:
             problem = value_problem(parameter.name, parameter.value)
             if problem is not None:
                 return SetParametersResult(successful=False, reason=problem)
+        config = self._config
+        if config is None:
+            return SetParametersResult(successful=True)
+        values = dict(config.values)
+        for parameter in parameters:
+            if parameter.name not in PARAMETERS:
+                continue
+            value = coerce(parameter.value, PARAMETERS[parameter.name][0])
+            if parameter.name not in LIVE_PARAMETERS + ON_LOAD_MAP_PARAMETERS and \
+                    value != values[parameter.name]:
+                return SetParametersResult(successful=False, reason=(
+                    f'{parameter.name} is read on configure: deactivate and clean up the '
+                    f'node, set it, then configure again'))
+            values[parameter.name] = value
+        try:
+            _check_config(values)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
+
+    def _set_diagnostics_period(self, period: float) -> None:
+        if self._diagnostics_timer.timer_period_ns != int(round(period * NS_PER_S)):
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self._diagnostics_timer_every(period)
+
+    def _after_set_parameters(self, parameters) -> None:
+        config = self._config
+        if config is None:
+            return
+        changed = {p.name: coerce(p.value, PARAMETERS[p.name][0]) for p in parameters
+                   if p.name in PARAMETERS}
+        self._config = _Config(dict(config.values, **changed))
+        live = sorted(set(changed) & set(LIVE_PARAMETERS))
+        if not live:
+            return
+        with self._localizer_lock:
+            if self._localizer is not None:
+                self._localizer.options = self._localizer_options()
+        c = self._config
+        with self._cond:
+            self._thresholds = HealthThresholds(c.input_timeout, c.min_success_rate, 3,
+                                                c.lost_after_failures, c.max_latency_ms)
+        self._set_diagnostics_period(c.diagnostics_period)
+        self.get_logger().info(
+            'applied ' + ', '.join(f'{name}={changed[name]}' for name in live))
 
     def _read_config(self) -> _Config:
         values = {name: self.get_parameter(name).value for name in PARAMETERS}
@@ -344,6 +408,7 @@ class LocalizerNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         c = self._config
         self._configure_error = ''
+        self._set_diagnostics_period(c.diagnostics_period)
         self._tf = TransformBuffer(c.tf_cache_time)
         self._sync = StampSynchronizer(int(round(c.sync_tolerance * NS_PER_S)),
                                        latest_info=c.use_latest_camera_info,
@@ -454,7 +519,7 @@ class LocalizerNode(LifecycleNode):
         """Release the map and the publishers."""
         self._release()
         self._config = None
-        self._last_pose = self._initial_prior = None
+        self._last_pose = self._initial_prior = self._initial_base_pose = None
         self._state = 'unconfigured'
         self.get_logger().info('cleaned up')
         return super().on_cleanup(state)
@@ -599,32 +664,65 @@ class LocalizerNode(LifecycleNode):
         except ValueError as error:
             self.get_logger().warning(f'ignoring initialpose: {error}')
             return
-        # RViz's "2D Pose Estimate" gives the base pose; the localizer wants the camera's.
-        camera_frame = c.camera_frame or self._camera_frame_seen
-        if c.base_frame and camera_frame and camera_frame != c.base_frame:
-            try:
-                T = T @ self._tf.lookup(c.base_frame, camera_frame)
-            except TransformError:
-                # Without the mount, a camera looking along the base's x axis (REP-103 optical
-                # axes): the base's own axes would point the prior's view cone sideways.
-                T = T @ BASE_TO_OPTICAL
-                self._warn_throttled('initialpose', f'initialpose: no {c.base_frame} -> '
-                                     f'{camera_frame} transform; assuming the camera looks '
-                                     f'along {c.base_frame} x')
         spread = float(np.sqrt(max(np.max(np.diag(covariance)[:3]), 0.0)))
         radius = max(3.0 * spread, 0.5) if spread > 0 else c.prior_radius
+        camera_frame = c.camera_frame or self._camera_frame_seen
         with self._cond:
-            self._initial_prior = PosePrior(T, radius)
             self._ignore_prior = False
+            if c.base_frame and not camera_frame:
+                # No image yet, so no camera frame to reach through TF: the first frame
+                # turns this base pose into a camera prior (see _prior).
+                self._initial_prior, self._initial_base_pose = None, (T, radius)
+            else:
+                self._initial_prior = PosePrior(self._camera_pose_of_base(T, camera_frame),
+                                                radius)
+                self._initial_base_pose = None
         self.get_logger().info(f'initial pose received: searching within {radius:.1f} m of '
                                f'{np.round(T[:3, 3], 2).tolist()}')
+        if c.tf_broadcast and c.tf_mode == 'odom' and c.base_frame:
+            self._map_odom_from_initial_pose(T, stamp_to_ns(msg.header.stamp))
+
+    def _map_odom_from_initial_pose(self, T_map_base: np.ndarray, stamp_ns: int) -> None:
+        # As amcl does: the robot is where the user put it, through odometry, until the
+        # first fix. Before, nav2 would wait for map -> odom while the camera sees nothing
+        # it knows.
+        c = self._config
+        try:
+            try:
+                T_odom_base = self._tf.lookup(c.odom_frame, c.base_frame,
+                                              stamp_ns / NS_PER_S if stamp_ns else None)
+            except TransformError:
+                T_odom_base = self._tf.lookup(c.odom_frame, c.base_frame)
+        except TransformError as error:
+            self._warn_throttled('initialpose_tf', f'initialpose: no {c.odom_frame} -> '
+                                 f'{c.base_frame} yet, so {c.map_frame} -> {c.odom_frame} '
+                                 f'waits for the first fix: {error}')
+            return
+        with self._cond:
+            self._last_map_odom = T_map_base @ invert_transform(T_odom_base)
+        self._republish_tf()
+
+    def _camera_pose_of_base(self, T_map_base: np.ndarray, camera_frame: str) -> np.ndarray:
+        # RViz's "2D Pose Estimate" gives the base pose; the localizer wants the camera's.
+        c = self._config
+        if not c.base_frame or camera_frame == c.base_frame:
+            return T_map_base
+        try:
+            return T_map_base @ self._tf.lookup(c.base_frame, camera_frame)
+        except TransformError:
+            # Without the mount, a camera looking along the base's x axis (REP-103 optical
+            # axes): the base's own axes would point the prior's view cone sideways.
+            self._warn_throttled('initialpose', f'initialpose: no {c.base_frame} -> '
+                                 f'{camera_frame} transform; assuming the camera looks '
+                                 f'along {c.base_frame} x')
+            return T_map_base @ BASE_TO_OPTICAL
 
     # --- services ---------------------------------------------------------------------------
 
     def _on_relocalize(self, request, response):
         with self._cond:
             self._ignore_prior = True
-            self._initial_prior = None
+            self._initial_prior = self._initial_base_pose = None
             self._last_pose = None
         response.success = True
         response.message = 'the next frame is localized globally, without a pose prior'
@@ -650,7 +748,7 @@ class LocalizerNode(LifecycleNode):
         if old is not None:
             old.release()
         with self._cond:
-            self._last_pose = self._initial_prior = None
+            self._last_pose = self._initial_prior = self._initial_base_pose = None
             self._last_map_odom = None
         self._map_error = None
         self._publish_map_cloud()
@@ -707,9 +805,15 @@ class LocalizerNode(LifecycleNode):
             raise ValueError('the image has no header.frame_id and camera_frame is not set')
         return pixels, camera, frame
 
-    def _prior(self, stamp_ns: int):
+    def _prior(self, stamp_ns: int, camera_frame: str):
         from neumap_ros.core.localizer import PosePrior
         c = self._config
+        with self._cond:
+            pending, self._initial_base_pose = self._initial_base_pose, None
+        if pending is not None:   # an initialpose that came before any image
+            prior = PosePrior(self._camera_pose_of_base(pending[0], camera_frame), pending[1])
+            with self._cond:
+                self._initial_prior = prior
         with self._cond:
             if self._ignore_prior:
                 self._ignore_prior = False
@@ -742,7 +846,7 @@ class LocalizerNode(LifecycleNode):
             self._reject('frame', str(error))
             return
         self._camera_frame_seen = camera_frame
-        prior = self._prior(stamp_ns)
+        prior = self._prior(stamp_ns, camera_frame)
         try:
             with self._localizer_lock:
                 if self._localizer is None:
@@ -753,7 +857,9 @@ class LocalizerNode(LifecycleNode):
             return
         with self._cond:
             self._stats.record_result(time.monotonic(), result.success, result.status,
-                                      result.timings_ms, result.message, result.prior_ignored)
+                                      result.timings_ms, result.message, result.prior_ignored,
+                                      result.num_inliers, result.inlier_ratio,
+                                      result.reprojection_error_px)
         if not result.success:
             self._after_failure(prior, result)
             return
@@ -923,6 +1029,8 @@ class LocalizerNode(LifecycleNode):
             if self._configure_error:
                 return Level.ERROR, self._configure_error, values
             return Level.WARN, 'unconfigured: waiting for the configure transition', values
+        if self._state == 'finalized':
+            return Level.WARN, 'finalized: shut down, map released, nothing is localized', values
         localizer = self._localizer
         if localizer is not None:
             values.update({k if k.startswith('map') else f'map_{k}': str(v)
