@@ -23,6 +23,7 @@ import argparse
 from dataclasses import fields, replace
 import json
 import logging
+import math
 from pathlib import Path
 import re
 import sys
@@ -45,7 +46,13 @@ _YamlLoader.add_implicit_resolver(
     re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'), list('-+0123456789'))
 
 
-def _load_yaml(path) -> dict:
+def _load_yaml(path, sections=None) -> dict:
+    """
+    Read a settings file; with ``sections``, the only top-level keys it may have.
+
+    A misspelt section (``maping:``) would otherwise be ignored and the defaults used; an
+    empty one (``mapping:`` alone) is taken as empty.
+    """
     if not path:
         return {}
     try:
@@ -54,7 +61,31 @@ def _load_yaml(path) -> dict:
         raise UsageError(f'cannot read config {path}: {error}')
     if not isinstance(data, dict):
         raise UsageError(f'config {path} must be a mapping of settings')
+    if sections is not None:
+        unknown = sorted(str(key) for key in set(data) - set(sections))
+        if unknown:
+            raise UsageError(f'config {path}: unknown sections {unknown}; this command reads '
+                             f'{list(sections)}')
+    for key, value in list(data.items()):
+        if value is None:
+            data[key] = {}
+        elif sections is not None and not isinstance(value, dict):
+            raise UsageError(f'config {path}: section {key} must be a mapping of settings')
     return data
+
+
+def _number(kind, minimum):
+    """Return an argparse type: ``kind`` (int or float), finite and at least ``minimum``."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'not a number: {text!r}')
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {text}')
+        return value
+    parse.__name__ = kind.__name__   # argparse names the type in its messages
+    return parse
 
 
 def _apply(config, overrides: dict, source: str):
@@ -101,7 +132,7 @@ def cmd_build_map(args) -> int:
     from neumap_ros.core.map_building import build_map, BuildRequest
     if resolve_device(args.device).type != 'cpu':
         LOG.info('--device %s: code optimisation runs on the CPU in this release', args.device)
-    settings = _load_yaml(args.config)
+    settings = _load_yaml(args.config, ('mapping', 'features'))
     mapping = mapping_config(args, settings)
     from neumap_ros.core.features import FeatureConfig
     features = _feature_config(args, _apply(FeatureConfig(), settings.get('features', {}),
@@ -119,6 +150,7 @@ def _localizer_options(args):
     from neumap_ros.core.localizer import LocalizerOptions
     options = LocalizerOptions()
     overrides = {k: v for k, v in {'max_keypoints': getattr(args, 'max_keypoints', None),
+                                   'max_image_side': getattr(args, 'max_image_side', None),
                                    'top_voxels': getattr(args, 'top_voxels', None),
                                    'voting_keypoints': getattr(args, 'voting_keypoints', None),
                                    'min_inliers': getattr(args, 'min_inliers', None)}.items()
@@ -260,7 +292,7 @@ def _add_bag_commands(commands) -> None:
     to_bag.add_argument('--no-drift', action='store_true', help='map -> odom stays identity')
     to_bag.add_argument('--best-effort', action='store_true',
                         help='record camera topics as offered best-effort')
-    to_bag.add_argument('--max-frames', type=int, default=0,
+    to_bag.add_argument('--max-frames', type=_number(int, 0), default=0,
                         help='first frames of the split only (0: all)')
     to_bag.set_defaults(handler=cmd_dataset_to_bag)
 
@@ -275,11 +307,12 @@ def _add_bag_commands(commands) -> None:
     to_dataset.add_argument('--depth-topic', help='depth images to keep (16UC1 mm or 32FC1 m)')
     to_dataset.add_argument('--world-frame', default='map', help='TF poses: the world frame')
     to_dataset.add_argument('--camera-frame', help='TF poses: default the image frame_id')
-    to_dataset.add_argument('--every', type=int, default=1, help='keep every n-th image')
-    to_dataset.add_argument('--max-frames', type=int, default=0,
+    to_dataset.add_argument('--every', type=_number(int, 1), default=1,
+                            help='keep every n-th image')
+    to_dataset.add_argument('--max-frames', type=_number(int, 0), default=0,
                             help='stop after this many frames written (0: all)')
     to_dataset.add_argument('--split-name', default='all')
-    to_dataset.add_argument('--sync-tolerance', type=float, default=0.0,
+    to_dataset.add_argument('--sync-tolerance', type=_number(float, 0.0), default=0.0,
                             help='seconds between image and calibration/pose stamps')
     to_dataset.add_argument('--rectified', action='store_true', help=RECTIFIED_HELP)
     to_dataset.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -298,15 +331,18 @@ def _add_bag_commands(commands) -> None:
     evaluate.add_argument('--gt-topic', help='default: the only PoseStamped topic, else TF')
     evaluate.add_argument('--world-frame', default='map')
     evaluate.add_argument('--camera-frame', help='TF poses: default the image frame_id')
-    evaluate.add_argument('--sync-tolerance', type=float, default=0.0,
+    evaluate.add_argument('--sync-tolerance', type=_number(float, 0.0), default=0.0,
                           help='seconds between image and calibration/pose stamps')
     evaluate.add_argument('--quiet', action='store_true', help='no progress bar')
-    evaluate.add_argument('--every', type=int, default=1)
-    evaluate.add_argument('--max-frames', type=int, default=0,
+    evaluate.add_argument('--every', type=_number(int, 1), default=1)
+    evaluate.add_argument('--max-frames', type=_number(int, 0), default=0,
                           help='stop after this many frames scored (0: all)')
     evaluate.add_argument('--device', default='auto')
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
+    evaluate.add_argument('--max-image-side', type=int,
+                          help='detect query keypoints on images downscaled to this side '
+                               '(0: full resolution; default: as the map was built)')
     evaluate.add_argument('--top-voxels', type=int)
     evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
@@ -325,10 +361,12 @@ def cmd_train(args) -> int:
     from neumap_ros.core.decoder_weights import default_model_card, save_decoder, \
         write_model_card
     from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
-    from neumap_ros.core.pretrain_data import describe_scenes, training_scenes, TrainingData
-    from neumap_ros.core.pretraining import pretrain, PretrainConfig
-    from neumap_ros.core.decoder import resolve_device
-    from neumap_ros.core.map_io import require_writable
+    from neumap_ros.core.pretrain_data import describe_scenes, RENDERER_VERSION, \
+        training_scenes, TrainingData
+    from neumap_ros.core.pretraining import checkpoint_identity, pretrain, PretrainConfig, \
+        read_checkpoint
+    from neumap_ros.core.decoder import decoder_hash, resolve_device
+    from neumap_ros.core.map_io import atomic_write_bytes, require_writable
     if args.stop_after is not None and (args.stop_after < 1 or not args.checkpoint):
         raise UsageError('--stop-after needs a count >= 1 and --checkpoint (the run resumes '
                          'from it; no weights are written until training ends)')
@@ -337,7 +375,7 @@ def cmd_train(args) -> int:
     card = Path(args.model_card or default_model_card(args.out))
     # Not after an hour of rendering and training.
     require_writable(args.out, card, args.checkpoint, args.history)
-    settings = _load_yaml(args.config)
+    settings = _load_yaml(args.config, ('data', 'features', 'training'))
     try:
         training = PretrainConfig.from_dict(settings.get('training', {}))
     except (TypeError, ValueError) as error:
@@ -365,6 +403,15 @@ def cmd_train(args) -> int:
                              f'from the one in the config, {training.decoder.to_dict()}')
         # Loaded weights are frozen for inference; fine-tuning trains them again.
         initial.requires_grad_(True)
+    # What the scenes are made of: a checkpoint of other data, settings or parent must not
+    # resume. Paths resolved, so the same datasets named from another folder still match.
+    real = [dict(entry, dataset=str(Path(str(entry['dataset'])).resolve()))
+            for entry in data.real]
+    data_identity = {'data': dict(data.to_dict(), real=real), 'features': features.to_dict(),
+                     'renderer': RENDERER_VERSION}
+    # Before an hour of rendering: a foreign or corrupt checkpoint ends the run now.
+    resume = read_checkpoint(args.checkpoint, checkpoint_identity(
+        training, decoder_hash(initial) if initial is not None else None, data_identity))
     distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
     if distributed:
         # gloo: training runs on the CPU. The long timeout covers rank 0 rendering a cold
@@ -385,11 +432,13 @@ def cmd_train(args) -> int:
         data_seconds = time.monotonic() - started
         decoder, history, finished = pretrain(scenes, training, args.checkpoint,
                                               not args.quiet, decoder=initial,
-                                              stop_after=args.stop_after or 0)
+                                              stop_after=args.stop_after or 0,
+                                              data_identity=data_identity, resume=resume)
         if not finished:
             if rank == 0:
-                print(f'stopped after {args.stop_after} iterations; run again with '
-                      f'--checkpoint {args.checkpoint} to resume (no weights written yet)')
+                print(f'stopped after {args.stop_after} iterations; run again with the same '
+                      f'settings and --checkpoint {args.checkpoint} to resume (no weights '
+                      'written yet)')
             return 0
         if rank == 0:
             info = {'training': training.to_dict(), 'data': data.to_dict(),
@@ -410,7 +459,9 @@ def cmd_train(args) -> int:
                                                   if value is not None])
             write_model_card(card, Path(args.out).name, digest, info, recipe)
             if args.history:
-                Path(args.history).write_text(json.dumps(history))
+                atomic_write_bytes(args.history, json.dumps(history).encode())
+            if args.checkpoint and Path(args.checkpoint).exists():
+                Path(args.checkpoint).unlink()   # only now: the weights it led to are on disk
             print(f'wrote {args.out} (decoder {digest[:12]}) after '
                   f'{info["train_seconds"]:.0f} s of training')
     finally:
@@ -455,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument('--finetune-iterations', type=int)
     build.add_argument('--refine-track-points', action='store_const', const=True,
                        help="fit landmarks to their keypoints' rays and depths (README)")
-    build.add_argument('--seed', type=int)
+    build.add_argument('--seed', type=_number(int, 0))
     build.add_argument('--checkpoint', help='resumable checkpoint file for long mapping runs')
     build.add_argument('--quiet', action='store_true', help='no progress bars')
     build.set_defaults(handler=cmd_build_map)
@@ -469,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--device', default='auto')
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
+    evaluate.add_argument('--max-image-side', type=int,
+                          help='detect query keypoints on images downscaled to this side '
+                               '(0: full resolution; default: as the map was built)')
     evaluate.add_argument('--top-voxels', type=int)
     evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
@@ -481,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--out', required=True, help='decoder weights to write (.safetensors)')
     train.add_argument('--cache', default='build/pretrain_cache',
                        help='folder for rendered/extracted training scenes')
-    train.add_argument('--checkpoint', help='resumable checkpoint (resumes when it exists)')
+    train.add_argument('--checkpoint', help='resumable checkpoint: resumes when it exists (same '
+                       'settings, data and --init only); deleted once the weights are written')
     train.add_argument('--model-card', help='Markdown model card to write (default: next '
                        'to --out, MODEL_CARD.md for decoder.safetensors, MODEL_CARD_x.md '
                        'for decoder_x.safetensors or x.safetensors)')

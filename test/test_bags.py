@@ -537,3 +537,36 @@ def test_tf_of_a_namespaced_robot_is_read(bags, kitchen, tmp_path):
     copy_bag(bags['mcap'].path, both, two_robots)
     with pytest.raises(BagError, match=r"TF in several namespaces \['/robot1', '/robot2'\]"):
         BagReader(both, gt_topic='')
+
+
+def test_one_bad_image_is_one_failed_query(bags, feature_map, tmp_path):
+    """An undecodable or mis-sized image fails its query (bad_input); the evaluation goes on."""
+    seen = []
+
+    def spoil(topic, msg):
+        if topic != '/camera/color/image_raw':
+            return None
+        seen.append(topic)
+        if len(seen) == 2:
+            msg.encoding = 'yuv422_mystery'   # not decodable
+        elif len(seen) == 3:                  # half the size its camera_info says
+            pixels = msg.data.reshape(msg.height, msg.width, 3)[::2, ::2]
+            msg.height, msg.width, msg.step = pixels.shape[0], pixels.shape[1], pixels.shape[1] * 3
+            msg.data = np.ascontiguousarray(pixels).reshape(-1)
+        return msg
+
+    bag = tmp_path / 'spoilt'
+    copy_bag(bags['mcap'].path, bag, spoil)
+    report = evaluate_bag(feature_map, bag)
+    assert report['queries'] == len(FRAMES)
+    assert report['status_counts'].get('bad_input') == 2
+    assert report['localized'] >= len(FRAMES) - 3
+    with pytest.raises(BagError, match='does not match camera_info'):   # not a dataset
+        bag_to_dataset(bag, tmp_path / 'ds')
+    seen.clear()
+    undecodable = tmp_path / 'undecodable'
+    copy_bag(bags['mcap'].path, undecodable,
+             lambda topic, msg: spoil(topic, msg) if len(seen) < 2 or
+             topic != '/camera/color/image_raw' else None)
+    summary = bag_to_dataset(undecodable, tmp_path / 'ds2')
+    assert summary.frames == len(FRAMES) - 1 and summary.skipped_without_pose == 1

@@ -116,7 +116,11 @@ def test_an_output_that_is_a_folder_exits_2_before_any_work(tmp_path, shared_dat
     ('mapping: {voxel_size: "2"}', [], 'voxel_size must be of type float'),
     ('mapping: {voxel_size: 0}', [], 'voxel_size must be > 0.0'),
     ('', ['--max-keypoints', '-5'], 'max_keypoints must be >= 1'),
-    ('', ['--device', 'bogus'], "device must be auto, cpu or cuda[:N], got 'bogus'")])
+    ('', ['--device', 'bogus'], "device must be auto, cpu or cuda[:N], got 'bogus'"),
+    # A misspelt section would leave the defaults in place without a word.
+    ('maping: {voxel_size: 2.0}', [], "unknown sections ['maping']"),
+    ('mapping: [1, 2]', [], 'section mapping must be a mapping of settings'),
+    ('mapping: {importance_l1: .inf}', [], 'importance_l1 must be finite')])
 def test_bad_settings_exit_2_before_any_work(tmp_path, shared_data_dir, config, flags,
                                              message):
     """Settings of the wrong type or range, from a file or a flag: one line naming them."""
@@ -251,6 +255,27 @@ def test_evaluate_flags_override_only_the_localizer_settings_given():
     assert options.min_inliers == LocalizerOptions().min_inliers
     assert _localizer_options(parser.parse_args(['evaluate', 'm.safetensors', 'data'])) == \
         LocalizerOptions()
+    # The query resolution of the README's kitchen numbers, from the command line too.
+    assert _localizer_options(parser.parse_args(
+        ['evaluate-bag', 'm.safetensors', 'bag', '--max-image-side', '480'])).max_image_side == 480
+    for flag, value in (('--top-voxels', '-2'), ('--voting-keypoints', '0'),
+                        ('--min-inliers', '0')):
+        with pytest.raises(ValueError, match=f'{flag[2:].replace("-", "_")} must be >= 1'):
+            _localizer_options(parser.parse_args(['evaluate', 'm.safetensors', 'data', flag,
+                                                  value]))
+
+
+@pytest.mark.parametrize('argv', [['--max-frames', '-1'], ['--every', '0'],
+                                  ['--sync-tolerance', '-1'], ['--sync-tolerance', 'nan']])
+def test_bag_command_counts_are_range_checked(argv, capsys):
+    """Negative counts and tolerances are refused by the parser, not half-obeyed."""
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(['evaluate-bag', 'm.safetensors', 'bag', *argv])
+    assert exit_info.value.code == 2
+    assert f'argument {argv[0]}: must be >= ' in capsys.readouterr().err
+    with pytest.raises(SystemExit):   # a negative seed failed only after feature extraction
+        build_parser().parse_args(['build-map', 'data', '--out', 'm.safetensors', '--seed', '-1'])
+    assert 'argument --seed: must be >= 0, got -1' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('preset, expected', [

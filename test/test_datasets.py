@@ -250,6 +250,24 @@ def test_gray_and_16_bit_images_load_as_8_bit_bgr(shared_data_dir, tmp_path):
         assert len(extractor.extract(image)) == 500
 
 
+def test_depth_must_be_16_bit_millimetres(shared_data_dir, tmp_path):
+    """An 8-bit depth PNG (a visualisation, not a measurement) is refused by name."""
+    source, root = shared_data_dir / '7scenes-redkitchen', tmp_path / 'kitchen'
+    root.mkdir()
+    (root / 'rgb-camera-intrinsics.txt').symlink_to(source / 'rgb-camera-intrinsics.txt')
+    for suffix in ('color.jpg', 'pose.txt', 'depth.png'):
+        (root / f'frame-000000.{suffix}').symlink_to(source / f'frame-000000.{suffix}')
+    for suffix in ('color.jpg', 'pose.txt'):
+        (root / f'frame-000001.{suffix}').symlink_to(source / f'frame-000001.{suffix}')
+    depth = cv2.imread(str(source / 'frame-000001.depth.png'), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(root / 'frame-000001.depth.png'), (depth // 256).astype(np.uint8))
+    dataset = open_dataset(root)
+    assert dataset.frames['frame-000000'].load_depth().max() > 1.0   # metres
+    with pytest.raises(DatasetError, match='frame-000001.depth.png: depth must be a '
+                                           'single-channel 16-bit PNG'):
+        dataset.frames['frame-000001'].load_depth()
+
+
 def test_depth_is_chosen_per_split(shared_data_dir, tmp_path):
     """
     A frame without depth outside the split leaves the split's RGB-D mapping alone.

@@ -46,3 +46,21 @@ def test_demo_maps_replays_and_reports(small_demo, tmp_path, capsys):
     assert 0 < replay['map_bytes'] < baseline['map_bytes']
     assert (tmp_path / 'demo.png').stat().st_size > 10_000
     assert (tmp_path / 'replay' / 'estimate.tum').is_file()
+
+
+def test_demo_never_clears_a_folder_it_does_not_own(tmp_path):
+    """``--output`` naming a folder of other files is refused before anything is removed."""
+    (tmp_path / 'scene').mkdir()
+    (tmp_path / 'scene' / 'notes.txt').write_text('mine')
+    (tmp_path / 'thesis.tex').write_text('mine too')
+    with pytest.raises(ValueError, match='not a demo output folder'):
+        demo.run_demo(tmp_path, quiet=True)
+    assert (tmp_path / 'scene' / 'notes.txt').read_text() == 'mine'
+    # An empty folder, or one of an earlier run (only the demo's names), becomes the demo's.
+    empty = tmp_path / 'empty'
+    demo._claim_output(empty)
+    assert (empty / demo.OUTPUT_MARKER).exists()
+    earlier = tmp_path / 'earlier'
+    (earlier / 'query_bag').mkdir(parents=True)
+    demo._claim_output(earlier)
+    assert (earlier / demo.OUTPUT_MARKER).exists()

@@ -103,8 +103,8 @@ def test_map_builder_arguments_override_only_what_is_given():
     assert 'method' not in live and 'bag_image_topic' not in live
     assert launch_params.map_builder_remappings(defaults['image_topic'],
                                                 defaults['camera_info_topic']) == [
-        ('image', launch_params.DEFAULT_IMAGE_TOPIC),
-        ('camera_info', launch_params.DEFAULT_CAMERA_INFO_TOPIC),
+        ('image', launch_params.DEFAULT_IMAGE_TOPIC.lstrip('/')),
+        ('camera_info', launch_params.DEFAULT_CAMERA_INFO_TOPIC.lstrip('/')),
         ('/tf', 'tf'), ('/tf_static', 'tf_static')]
     bag = launch_params.map_builder_overrides('m.safetensors', 'bag', 'features', 'false',
                                               '/depth', '/color', '/color/info')

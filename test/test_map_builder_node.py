@@ -26,7 +26,7 @@ import signal
 
 from geometry_msgs.msg import PoseStamped
 from neumap_testing import DiagnosticsWatcher, MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, \
-    write_split
+    set_parameters, write_split
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile
@@ -111,8 +111,9 @@ def test_map_from_bag(ros_context, ros_process, depth_bag, kitchen, tmp_path):
     ros.node.create_subscription(Float32, f'/{NODE}/progress', lambda m: progress.append(m.data),
                                  PROGRESS_QOS)
     output = tmp_path / 'from_bag.safetensors'
+    # On sim time, as next to a replay: nothing publishes /clock, the build still starts.
     builder = start_builder(ros_process, output, depth_bag.path,
-                            depth_topic='/camera/depth/image_raw')
+                            depth_topic='/camera/depth/image_raw', extra={'use_sim_time': True})
     ros.spin_until(lambda: builder.popen.poll() is not None, timeout=120.0,
                    what='the map builder to finish')
     assert builder.popen.returncode == 0, builder.log()
@@ -274,6 +275,9 @@ def test_live_frames_tf_cannot_place_are_skipped(ros_context, ros_process, kitch
                    what='a warning on /diagnostics')
     assert 'skipped' in diagnostics.latest.message
     assert 'frame_id is empty' in builder.log()
+    # Parameters are read at start: a change is refused, not accepted and ignored.
+    [refused] = set_parameters(ros, NODE, {'keyframe_translation': 0.5})
+    assert not refused.successful and 'restart it' in refused.reason
 
     frame = kitchen.frames[BAG_FRAMES[1]]
     static_tf.publish(TFMessage(transforms=[make_transform_stamped(
@@ -320,7 +324,7 @@ def test_a_work_dir_holding_the_bag_keeps_it(ros_context, ros_process, depth_bag
 def test_shutdown_during_a_build_stops_it_cleanly(ros_context, ros_process, depth_bag,
                                                   tmp_path):
     """
-    SIGINT while codes are being optimised: the build stops, the node exits 0, nothing written.
+    SIGINT while codes are being optimised: the build stops, the node exits 130, no map.
 
     The build runs on a thread; left running it published on a dead context and aborted the
     interpreter at exit (torch in a thread: "terminate called without an active exception").
@@ -335,7 +339,29 @@ def test_shutdown_during_a_build_stops_it_cleanly(ros_context, ros_process, dept
     builder.popen.send_signal(signal.SIGINT)
     ros.spin_until(lambda: builder.popen.poll() is not None, timeout=30.0,
                    what='the builder to exit')
-    assert builder.popen.returncode == 0, builder.log()
+    assert builder.popen.returncode == 130, builder.log()   # not success: no map came of it
     assert 'stopped by shutdown' in builder.log()
     assert 'terminate called' not in builder.log() and 'Traceback' not in builder.log()
     assert not output.exists()
+
+
+def test_settings_and_staging_folder_are_checked_at_start(ros_context, ros_process, tmp_path):
+    """
+    A misspelt config section, or a work_dir with another session's frames, stops the start.
+
+    Found at ~/build they would cost the collection (or mix old frames into the map).
+    """
+    config = tmp_path / 'build.yaml'
+    config.write_text('maping: {iterations: 10}\n')
+    typo = start_builder(ros_process, tmp_path / 'm.safetensors',
+                         extra={'config_file': str(config)}, name='typo_builder')
+    used = tmp_path / 'frames'
+    used.mkdir()
+    (used / 'frame-000000.pose.txt').write_text('1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n')
+    reused = start_builder(ros_process, tmp_path / 'm.safetensors',
+                           extra={'work_dir': str(used)}, name='reused_builder')
+    for process, message in ((typo, "unknown sections ['maping']"),
+                             (reused, 'holds frames of an earlier session')):
+        ros_context.spin_until(lambda: process.popen.poll() is not None, timeout=60.0,
+                               what='the builder to refuse its settings')
+        assert process.popen.returncode == 2 and message in process.log(), process.log()

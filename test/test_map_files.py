@@ -516,6 +516,44 @@ def test_oversized_header_claims_are_refused_cheaply(tmp_path):
         FeatureMap.load(path)
 
 
+def test_sizes_a_map_file_claims_are_bounded_before_allocating(tmp_path, neural_map_file):
+    """
+    A small file cannot make the loader allocate without limit, or crash OpenCV later.
+
+    The dense code array is voxels x slots x layers x code size, all from the metadata: the
+    loader checks that product, and the decoder and keypoint sizes, before building it.
+    """
+    tensors, meta = raw_contents(neural_map_file)
+    out = tmp_path / 'bomb.safetensors'
+    decoder, grid = meta['decoder'], meta['grid']
+    slots = 3_000_000   # bits for 5 voxels x 3M slots: a 2 MB mask
+    bits = np.zeros((VOXELS * slots + 7) // 8, np.uint8)
+    bits[::slots // 8] = 0x80
+    huge = dict(grid, codes_per_voxel=slots)
+    with pytest.raises(MapFormatError, match='would take .* GB in memory'):
+        NeuralMap.load(rewritten(neural_map_file, out, {'code_mask': bits}, {'grid': huge}))
+    many_layers = dict(decoder, config=dict(decoder['config'], layers=10 ** 6))
+    with pytest.raises(MapFormatError, match='layers must be <= 64'):
+        NeuralMap.load(rewritten(neural_map_file, out, metadata={'decoder': many_layers}))
+    with pytest.raises(MapFormatError, match='max_keypoints must be <= 100000'):
+        NeuralMap.load(rewritten(neural_map_file, out, metadata={
+            'features': dict(meta['features'], max_keypoints=10 ** 12)}))
+    assert tensors   # the original file is untouched and still loads
+    NeuralMap.load(neural_map_file)
+
+
+def test_a_diverged_map_is_never_written(tmp_path):
+    """Codes that are not finite are refused at saving, and an existing map stays."""
+    path = tmp_path / 'map.safetensors'
+    make_neural_map().save(path)
+    before = path.read_bytes()
+    diverged = make_neural_map()
+    diverged.codes[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match='its codes are not finite'):
+        diverged.save(path)
+    assert path.read_bytes() == before
+
+
 def test_plain_safetensors_without_project_metadata_is_refused(tmp_path):
     """A valid safetensors file that is not a neumap_ros file says so."""
     from safetensors.numpy import save_file

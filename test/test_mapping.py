@@ -12,19 +12,25 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Codes-only mapping mechanics: frozen decoder, falling loss, pruning, precision, identity."""
+"""Codes-only mapping: frozen decoder, falling loss, pruning, precision, budget, checkpoints."""
 
 from dataclasses import replace
+import pathlib
+import shutil
+import types
 
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 import torch
 
+from neumap_ros.core import map_building, mapping
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.localizer import DecoderMismatchError, NeuralLocalizer
-from neumap_ros.core.mapping import build_neural_map, MappingConfig
+from neumap_ros.core.map_building import build_map, BuildRequest
+from neumap_ros.core.map_io import OutputPathError
+from neumap_ros.core.mapping import build_neural_map, CheckpointError, MappingConfig
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.pretrain_data import synthetic_observations, TrainingData
 from neumap_ros.core.synthetic.dataset import iter_scene_frames
@@ -219,3 +225,190 @@ def test_refined_track_points_move_landmarks_only_as_far_as_the_data_says(scene,
     moved, _ = cKDTree(landmarks(plain)).query(landmarks(refined))
     assert np.median(moved) < 0.01
     assert np.mean(moved > 1e-5) > 0.5  # most did move
+
+
+@pytest.fixture(scope='module')
+def finished_checkpoint(scene, decoder, tmp_path_factory):
+    """Return the checkpoint a short finished run leaves (it holds the final codes)."""
+    path = tmp_path_factory.mktemp('checkpoint') / 'mapping.ckpt'
+    build_neural_map(scene, decoder, FEATURES, MappingConfig(**dict(SETTINGS, iterations=5)),
+                     False, path)
+    return path
+
+
+def test_a_checkpoint_of_another_run_is_refused(scene, decoder, finished_checkpoint,
+                                                tmp_path, caplog):
+    """
+    Another decoder, feature or mapping setting, frames or 3D points: refused, file untouched.
+
+    Only the time budget may change: it decides when a run stops, not what a step computes.
+    """
+    checkpoint = tmp_path / 'mapping.ckpt'
+    shutil.copy(finished_checkpoint, checkpoint)
+    original = checkpoint.read_bytes()
+    settings = MappingConfig(**dict(SETTINGS, iterations=5))
+    torch.manual_seed(1)
+    other_decoder = NeuMapDecoder(DECODER).eval()
+    moved = scene.poses.copy()
+    moved[3, 0, 3] += 0.01
+    shifted = scene.xyz.copy()
+    shifted[5] += 0.01
+    runs = {'decoder': (scene, other_decoder, FEATURES, settings),
+            'features.max_keypoints': (scene, decoder, replace(FEATURES, max_keypoints=401),
+                                       settings),
+            'mapping.seed': (scene, decoder, FEATURES, replace(settings, seed=1)),
+            'frames or their poses': (replace(scene, poses=moved), decoder, FEATURES, settings),
+            'keypoints or 3D points': (replace(scene, xyz=shifted), decoder, FEATURES,
+                                       settings)}
+    for difference, (observations, mapper, features, config) in runs.items():
+        with pytest.raises(CheckpointError, match='belongs to another mapping run') as error:
+            build_neural_map(observations, mapper, features, config, False, checkpoint)
+        assert difference in str(error.value) and 'delete it' in str(error.value)
+        assert checkpoint.read_bytes() == original
+    with caplog.at_level('INFO', logger='neumap_ros.core.mapping'):
+        resumed = build_neural_map(scene, decoder, FEATURES,
+                                   replace(settings, time_budget_s=100.0), False, checkpoint)
+    assert 'resuming mapping' in caplog.text and resumed.info['mapping_loss'] == []
+
+
+class _Payload:
+    """Pickles to a call of Path.touch(marker): loading it would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = pathlib.Path(marker)
+
+    def __reduce__(self):
+        """Make unpickling call Path.touch on the marker."""
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def _write_bad_checkpoint(kind: str, path: pathlib.Path, finished: pathlib.Path) -> None:
+    if kind == 'text':
+        path.write_text('not a checkpoint\n')
+    elif kind == 'truncated':
+        path.write_bytes(finished.read_bytes()[:2000])
+    elif kind == 'tensor':
+        torch.save(torch.zeros(3), path)
+    elif kind == 'pickle':
+        torch.save({'kind': _Payload(path.with_name('marker'))}, path)
+    elif kind == 'old format':   # what earlier versions wrote
+        torch.save({'delta': torch.zeros(2, 4), 'mask': torch.ones(2, 2, dtype=torch.bool),
+                    'stage': 'optimise', 'step': 250, 'config': '{}', 'voxels': 2}, path)
+    else:   # this run's own checkpoint with codes of another size
+        state = torch.load(finished, weights_only=True)
+        state['delta'] = state['delta'][:, :3]
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize('kind', ['text', 'truncated', 'tensor', 'pickle', 'old format',
+                                  'wrong shapes'])
+def test_an_unreadable_checkpoint_is_refused_at_once(scene, decoder, finished_checkpoint,
+                                                     tmp_path, monkeypatch, kind):
+    """One clear error, no traceback of torch internals, nothing run from the file."""
+    checkpoint = tmp_path / 'mapping.ckpt'
+    _write_bad_checkpoint(kind, checkpoint, finished_checkpoint)
+    if kind != 'wrong shapes':   # the shapes are known only once the voxels are
+        monkeypatch.setattr(mapping, 'build_tracks', lambda *args: pytest.fail('not at once'))
+    with pytest.raises(CheckpointError) as error:
+        build_neural_map(scene, decoder, FEATURES, MappingConfig(**dict(SETTINGS, iterations=5)),
+                         False, checkpoint)
+    assert str(error.value) == \
+        f'checkpoint {checkpoint} is unreadable or not a mapping checkpoint: delete it'
+    assert not (tmp_path / 'marker').exists()
+
+
+def _kitchen_request(shared_data_dir, tmp_path, checkpoint) -> BuildRequest:
+    split = tmp_path / 'split.txt'
+    split.write_text('frame-000000\nframe-000020\n')
+    return BuildRequest(shared_data_dir / '7scenes-redkitchen', str(split),
+                        tmp_path / 'map.safetensors', 'neural', progress=False,
+                        checkpoint=checkpoint)
+
+
+def test_build_map_checks_the_checkpoint_before_extracting_features(
+        shared_data_dir, finished_checkpoint, tmp_path, monkeypatch):
+    """A corrupt checkpoint or one of another decoder or frames ends build_map at once."""
+    monkeypatch.setattr(map_building, 'collect_observations',
+                        lambda *args, **kwargs: pytest.fail('features were extracted'))
+    garbage = tmp_path / 'garbage.ckpt'
+    garbage.write_text('not a checkpoint\n')
+    with pytest.raises(CheckpointError, match='unreadable or not a mapping checkpoint'):
+        build_map(_kitchen_request(shared_data_dir, tmp_path, garbage))
+    with pytest.raises(CheckpointError, match='another mapping run') as error:
+        build_map(_kitchen_request(shared_data_dir, tmp_path, finished_checkpoint))
+    assert 'decoder' in str(error.value) and 'frames' in str(error.value)
+    assert finished_checkpoint.exists() and not (tmp_path / 'map.safetensors').exists()
+
+
+def test_build_map_refuses_a_checkpoint_that_is_the_map(tmp_path):
+    """The checkpoint is deleted after the map is written: the same file is refused first."""
+    output = tmp_path / 'map.safetensors'
+    output.write_bytes(b'an earlier map')
+    (tmp_path / 'link.safetensors').symlink_to(output)
+    (tmp_path / 'sub').mkdir()
+    for checkpoint in (output, tmp_path / 'sub' / '..' / 'map.safetensors',
+                       tmp_path / 'link.safetensors'):
+        with pytest.raises(OutputPathError, match='are the same file'):
+            build_map(BuildRequest(tmp_path / 'no-dataset', None, output, checkpoint=checkpoint))
+    assert output.read_bytes() == b'an earlier map'
+
+
+def test_time_budget_counts_optimisation_only_and_says_when_it_cut(scene, decoder, monkeypatch,
+                                                                   caplog):
+    """
+    The budget starts with the optimisation; iterations done are in the info, a cut warns.
+
+    A fake clock makes it exact: preparing the samples takes 100 s, each batch 1 s.
+    """
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(mapping, 'time', types.SimpleNamespace(monotonic=lambda: clock.now))
+    build_tracks, sample_batch = mapping.build_tracks, mapping.sample_batch
+
+    def slow_tracks(*args):
+        clock.now += 100.0
+        return build_tracks(*args)
+
+    def slow_batch(*args):
+        clock.now += 1.0
+        return sample_batch(*args)
+
+    monkeypatch.setattr(mapping, 'build_tracks', slow_tracks)
+    monkeypatch.setattr(mapping, 'sample_batch', slow_batch)
+    settings = MappingConfig(**dict(SETTINGS, iterations=3, time_budget_s=10.0))
+    with caplog.at_level('WARNING', logger='neumap_ros.core.mapping'):
+        full = build_neural_map(scene, decoder, FEATURES, settings, progress=False)
+    assert full.info['mapping_iterations'] == {'codes': 3, 'finetune': 0}
+    assert not full.info['time_budget_reached'] and 'under-optimised' not in caplog.text
+    cut = build_neural_map(scene, decoder, FEATURES,
+                           replace(settings, iterations=10, finetune_iterations=5,
+                                   time_budget_s=3.5), progress=False)
+    assert cut.info['mapping_iterations'] == {'codes': 4, 'finetune': 0}
+    assert cut.info['time_budget_reached']
+    assert 'after 4 of 10 code iterations and 0 of 5 fine-tuning ones' in caplog.text
+    assert 'under-optimised' in caplog.text
+
+
+@pytest.mark.parametrize('stage', ['codes', 'finetune'])
+def test_a_resumed_run_ends_with_the_codes_of_an_uninterrupted_one(scene, decoder, tmp_path,
+                                                                   monkeypatch, caplog, stage):
+    """Batches drawn per step and optimiser moments saved: resuming changes no bit."""
+    monkeypatch.setattr(mapping, 'CHECKPOINT_EVERY', 10)
+    settings = MappingConfig(**dict(SETTINGS, iterations=30, finetune_iterations=30,
+                                    importance_l1=20.0, prune_threshold=0.98))
+    checkpoint = tmp_path / 'mapping.ckpt'
+
+    def interrupt(current, fraction):
+        if current == stage and fraction >= (25 if stage == 'codes' else 55) / 60:
+            raise KeyboardInterrupt   # at step 25 of the stage: its checkpoint holds 20
+
+    with pytest.raises(KeyboardInterrupt):
+        build_neural_map(scene, decoder, FEATURES, settings, False, checkpoint,
+                         on_progress=interrupt)
+    with caplog.at_level('INFO', logger='neumap_ros.core.mapping'):
+        resumed = build_neural_map(scene, decoder, FEATURES, settings, False, checkpoint)
+    label = 'optimise' if stage == 'codes' else 'finetune'
+    assert f'({label}, step 20)' in caplog.text
+    whole = build_neural_map(scene, decoder, FEATURES, settings, progress=False)
+    assert resumed.kept_codes < resumed.info['landmarks'], 'pruning removed no code'
+    for name in ('codes', 'weights', 'positions', 'code_mask'):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))

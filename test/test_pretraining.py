@@ -19,6 +19,9 @@ Two small synthetic scenes are rendered once per session into a scene cache; ``n
 then runs as a subprocess, alone or under torchrun with two gloo processes.
 """
 
+from dataclasses import replace
+import io
+import json
 import os
 from pathlib import Path
 import signal
@@ -30,10 +33,10 @@ import pytest
 import torch
 import yaml
 
-from neumap_ros.core.decoder_weights import load_decoder
+from neumap_ros.core.decoder_weights import load_decoder, write_model_card
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.pretrain_data import training_scenes, TrainingData
-from neumap_ros.core.pretraining import pretrain, PretrainConfig
+from neumap_ros.core.pretraining import CheckpointError, pretrain, PretrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -143,10 +146,84 @@ def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
                          extra=('--checkpoint', str(checkpoint), '--stop-after', '7'))
     assert stopped.returncode == 0 and 'to resume' in stopped.stdout, stopped.stderr
     assert checkpoint.is_file() and not (tmp_path / 'half.safetensors').exists()
+    # Another run (other parent, other data) must not pick it up: it would train nothing and
+    # write the old run's weights under the new name. Refused before any rendering.
+    for extra, differs in ((('--init', tmp_path / 'straight.safetensors'), 'initial decoder'),
+                           (('--scenes', 1), 'training data')):
+        other = _run_train(config, cache, tmp_path / 'other.safetensors',
+                           extra=('--checkpoint', checkpoint, *extra))
+        assert other.returncode == 2 and 'belongs to another training run' in other.stderr \
+            and differs in other.stderr, other.stderr
+        assert checkpoint.is_file() and not (tmp_path / 'other.safetensors').exists()
+    # A time budget only says when to stop: the run is still the same. The history goes into
+    # a missing folder, as every other output may.
+    history = tmp_path / 'logs' / 'history.json'
     resumed, _ = _train(config, cache, tmp_path / 'resumed.safetensors',
-                        extra=('--checkpoint', str(checkpoint)))
+                        extra=('--checkpoint', checkpoint, '--time-budget', 600,
+                               '--history', history))
     for name, tensor in straight.items():
         assert torch.allclose(tensor, resumed[name], atol=1e-6), name
+    assert isinstance(json.loads(history.read_text()), list)
+    # Its weights are written: a checkpoint left behind would only trap the next run.
+    assert not checkpoint.exists()
+
+
+def test_checkpoints_are_checked_before_use(tiny_setup, tmp_path):
+    """Checkpoints of other scenes or settings, or not checkpoints at all: one clear error."""
+    _, _, scenes = tiny_setup
+    config = PretrainConfig.from_dict(TINY['training'])
+    checkpoint = tmp_path / 'run.ckpt'
+    assert not pretrain(scenes, config, checkpoint, progress=False, stop_after=1)[2]
+    with pytest.raises(CheckpointError, match='differs in training scenes'):
+        pretrain(scenes[:1], config, checkpoint, progress=False)
+    with pytest.raises(CheckpointError, match='differs in training.iterations, training.seed'):
+        pretrain(scenes, replace(config, seed=4, iterations=13), checkpoint, progress=False)
+    valid = checkpoint.read_bytes()
+    state = torch.load(checkpoint, weights_only=True)
+    variants = {'garbage': b'not a checkpoint\n' * 8, 'empty': b'',
+                'truncated': valid[:len(valid) // 2]}
+    for name, content in {'tensor': torch.zeros(3), 'kind': dict(state, kind='other'),
+                          'unmarked': {k: state[k] for k in ('model', 'decoder_optimizer',
+                                                             'code_optimizer', 'step',
+                                                             'history')}}.items():
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        variants[name] = buffer.getvalue()
+    for name, content in variants.items():
+        bad = tmp_path / f'{name}.ckpt'
+        bad.write_bytes(content)
+        with pytest.raises(CheckpointError) as caught:
+            pretrain(scenes, config, bad, progress=False)
+        assert str(caught.value) == (f'checkpoint {bad} is unreadable or not a pretraining '
+                                     'checkpoint: delete it'), name
+
+
+def test_train_refuses_an_unreadable_checkpoint_before_rendering(tmp_path):
+    """A garbage checkpoint: exit 2 in one line (no traceback, no unsafe advice), no work."""
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump(TINY))
+    checkpoint = tmp_path / 'garbage.ckpt'
+    checkpoint.write_text('not a checkpoint\n')
+    result = _run_train(config, tmp_path / 'empty-cache', tmp_path / 'w.safetensors',
+                        extra=('--checkpoint', checkpoint))
+    assert result.returncode == 2, result.stderr
+    assert (f'checkpoint {checkpoint} is unreadable or not a pretraining checkpoint: delete it'
+            in result.stderr)
+    assert 'Traceback' not in result.stderr and 'weights_only' not in result.stderr
+    assert not (tmp_path / 'empty-cache').exists() and not (tmp_path / 'w.safetensors').exists()
+
+
+def test_model_card_names_the_parent_once(tmp_path):
+    """The recipe holds one ``--init``: the command's own, else a placeholder."""
+    card = tmp_path / 'card.md'
+    info = {'initialised_from': 'f00d'}
+    write_model_card(card, 'w.safetensors', 'abc', info,
+                     'neumap train --out w.safetensors --init /tmp/parent.safetensors')
+    text = card.read_text()
+    assert '\nneumap train --out w.safetensors --init /tmp/parent.safetensors\n' in text
+    assert 'PARENT' not in text and 'decoder `f00d`' in text
+    write_model_card(card, 'w.safetensors', 'abc', info, 'neumap train --out w.safetensors')
+    assert '\nneumap train --out w.safetensors --init PARENT.safetensors\n' in card.read_text()
 
 
 @pytest.mark.parametrize('extra, training, message', [
@@ -199,7 +276,10 @@ def test_fine_tuning_starts_from_given_weights(tiny_setup, tmp_path):
                              extra=('--init', str(tmp_path / 'base.safetensors'),
                                     '--iterations', '0'))
     assert meta['info']['initialised_from'] == base_meta['hash']
-    assert base_meta['hash'] in (tmp_path / 'MODEL_CARD_zero.md').read_text()
+    card = (tmp_path / 'MODEL_CARD_zero.md').read_text()
+    # The recipe names the parent once, by the path the command was given.
+    assert base_meta['hash'] in card and 'PARENT' not in card
+    assert f'--init {tmp_path / "base.safetensors"} --iterations 0\n' in card
     for name, tensor in base.items():
         assert torch.equal(tensor, untouched[name]), name
     tuned, _ = _train(config, cache, tmp_path / 'tuned.safetensors',

@@ -47,13 +47,13 @@ from typing import Callable, Dict, Iterator, Optional
 import cv2
 import numpy as np
 
-from neumap_ros.core.camera import PinholeCamera
+from neumap_ros.core.camera import CameraError, PinholeCamera
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.geometry import invert_transform, make_transform, quaternion_xyzw, \
     rotation_from_quaternion_xyzw
 from neumap_ros.core.pose_timeline import PoseTimeline
 from neumap_ros.core.sensor_data import camera_from_calibration, decode_compressed, \
-    decode_depth, decode_image
+    decode_depth, decode_image, ImageConversionError
 from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -336,10 +336,11 @@ class BagFrame:
 
     stamp_ns: int
     frame_id: str
-    image: np.ndarray
-    camera: PinholeCamera
+    image: Optional[np.ndarray]           # None when it could not be decoded (see problem)
+    camera: Optional[PinholeCamera]
     T_world_camera: Optional[np.ndarray]
     depth_m: Optional[np.ndarray] = None
+    problem: str = ''                     # why the image or its calibration is unusable
 
 
 class BagReader:
@@ -544,17 +545,24 @@ class BagReader:
             stamp = _stamp_ns(msg.header)
             if stamp == 0:
                 self.zero_stamp_images += 1
-            if self.types[self.image_topic] == COMPRESSED_TYPE:
-                pixels = decode_compressed(msg.format, msg.data)
-            else:
-                pixels = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
-                                      msg.is_bigendian)
-            depth_m = None
-            if depth_msg is not None:
-                depth_m = decode_depth(depth_msg.height, depth_msg.width, depth_msg.encoding,
-                                       depth_msg.step, depth_msg.data, depth_msg.is_bigendian)
-            yield BagFrame(stamp, msg.header.frame_id, pixels, self.camera_for(stamp),
-                           self.pose_for(stamp, msg.header.frame_id), depth_m)
+            pose = self.pose_for(stamp, msg.header.frame_id)
+            # One bad message is one unusable frame, not the end of the bag.
+            try:
+                camera = self.camera_for(stamp)
+                if self.types[self.image_topic] == COMPRESSED_TYPE:
+                    pixels = decode_compressed(msg.format, msg.data)
+                else:
+                    pixels = decode_image(msg.height, msg.width, msg.encoding, msg.step,
+                                          msg.data, msg.is_bigendian)
+                depth_m = None
+                if depth_msg is not None:
+                    depth_m = decode_depth(depth_msg.height, depth_msg.width,
+                                           depth_msg.encoding, depth_msg.step, depth_msg.data,
+                                           depth_msg.is_bigendian)
+            except (ImageConversionError, CameraError) as error:
+                yield BagFrame(stamp, msg.header.frame_id, None, None, pose, None, str(error))
+                continue
+            yield BagFrame(stamp, msg.header.frame_id, pixels, camera, pose, depth_m)
 
     def _images_with_depth(self, every: int, with_depth: bool):
         """
@@ -654,6 +662,9 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
             reasons[reason] = reasons.get(reason, 0) + 1
 
         for frame in reader.frames(every, with_depth=has_depth):
+            if frame.problem:
+                skip('unreadable image or camera_info')
+                continue
             if frame.T_world_camera is None or frame.camera is None:
                 skip('header stamp 0' if frame.stamp_ns == 0 else
                      'no pose' if frame.T_world_camera is None else 'no camera_info')
@@ -753,7 +764,8 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
     error CDFs and trajectory plot.
     """
     from neumap_ros.core.evaluation import json_safe, record_from_result, summarize
-    from neumap_ros.core.localizer import load_localizer, LocalizerOptions
+    from neumap_ros.core.features import ImageError
+    from neumap_ros.core.localizer import load_localizer, LocalizationResult, LocalizerOptions
     from neumap_ros.core.map_io import atomic_write_bytes
     localizer = load_localizer(map_path, device, options or LocalizerOptions(), weights)
     records, estimates, truths, without_truth = [], [], [], 0
@@ -765,10 +777,16 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                 if frame.T_world_camera is None:
                     without_truth += 1
                     continue
-                if frame.camera is None:
+                if frame.camera is None and not frame.problem:
                     raise BagError(f'no camera_info for the image at {frame.stamp_ns} ns')
                 stamp_s = frame.stamp_ns / 1e9
-                result = localizer.localize(frame.image, frame.camera)
+                try:
+                    if frame.problem:
+                        raise ImageError(frame.problem)
+                    result = localizer.localize(frame.image, frame.camera)
+                except (CameraError, ImageError) as error:
+                    # A failed query, as in `neumap evaluate`, not a lost evaluation.
+                    result = LocalizationResult(False, 'bad_input', str(error))
                 records.append(record_from_result(str(frame.stamp_ns), stamp_s, result,
                                                   frame.T_world_camera))
                 truths.append(tum_line(frame.stamp_ns, frame.T_world_camera))

@@ -92,6 +92,10 @@ class Frame:
         raw = cv2.imread(str(self.depth_path), cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise DatasetError(f'cannot read depth {self.depth_path}')
+        if raw.dtype != np.uint16 or raw.ndim != 2:
+            # An 8-bit or colour PNG read as millimetres puts every point within 0.26 m.
+            raise DatasetError(f'{self.depth_path}: depth must be a single-channel 16-bit PNG '
+                               f'in millimetres, got {raw.dtype} with shape {raw.shape}')
         depth = raw.astype(np.float32) / 1000.0
         depth[(raw == 0) | (raw == 65535)] = 0.0
         return depth

@@ -27,13 +27,15 @@ tracks) into starting codes, so mapping a new scene starts near a solution and o
 refine the codes.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 import hashlib
 import math
 
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
+
+from neumap_ros.core.settings import check_settings
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ class DecoderConfig:
     code_dim: int = 64
     codes_per_voxel: int = 64
     offset_frequencies: int = 4
+
+    def __post_init__(self):
+        """Refuse sizes no decoder has: they come from weight and map files."""
+        at_least = {f.name: 1 for f in fields(self)}
+        at_least['offset_frequencies'] = 0
+        check_settings(self, at_least=at_least,
+                       at_most={'descriptor_dim': 1024, 'width': 4096, 'layers': 64,
+                                'heads': 64, 'ffn_dim': 16384, 'code_dim': 4096,
+                                'codes_per_voxel': 4096, 'offset_frequencies': 32})
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""

@@ -103,8 +103,13 @@ def write_model_card(path, weights_name: str, digest: str, info: dict,
                      'neumap_ros/weights/decoder.safetensors') -> None:
     """Write the Markdown model card that ships next to a decoder's weights."""
     import json
+    import re
+
     from neumap_ros.core.map_io import atomic_write_bytes
     training = info.get('training', {})
+    parent = info.get('initialised_from')
+    if parent and not re.search(r'(^|\s)--init(\s|=)', recipe):
+        recipe += ' --init PARENT.safetensors'   # the parent's file is named by its hash below
     lines = [
         '# NeuMap decoder: model card', '',
         f'- weights: `{weights_name}` (safetensors, fp32)',
@@ -130,10 +135,9 @@ def write_model_card(path, weights_name: str, digest: str, info: dict,
         'They are cropped, warped and recoloured into surface materials; no image is shipped '
         'with this package.', '',
         '## Recipe', '',
-        '```', recipe + (' --init PARENT.safetensors' if info.get('initialised_from') else ''),
-        '```', '',
-        *([f'Fine-tuned from decoder `{info["initialised_from"]}` (PARENT above).']
-          if info.get('initialised_from') else []),
+        '```', recipe, '```', '',
+        *([f'Fine-tuned from decoder `{parent}` (the `--init` weights above).']
+          if parent else []),
         '', f'Training settings: `{json.dumps(training)}`', '',
         '## Intended use and limits', '',
         'Scene-agnostic decoder for codes-only NeuMap mapping of new scenes with '

@@ -32,6 +32,10 @@ class ImageError(ValueError):
     """Raised for images that cannot be processed (empty, wrong type, non-finite...)."""
 
 
+# More keypoints than any camera gives; a map file asking for more is not trusted.
+MAX_KEYPOINTS = 100_000
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Keypoint settings; they are stored in every map and must match at localization."""
@@ -46,7 +50,8 @@ class FeatureConfig:
     def __post_init__(self):
         """Refuse wrong types and sizes (from YAML, flags or a map file) now, by name."""
         check_settings(self, at_least={'max_keypoints': 1, 'max_image_side': 0,
-                                       'contrast_threshold': 0.0})
+                                       'contrast_threshold': 0.0},
+                       at_most={'max_keypoints': MAX_KEYPOINTS, 'max_image_side': 65536})
 
     def to_dict(self) -> dict:
         """JSON-friendly form for map metadata."""

@@ -41,6 +41,7 @@ from neumap_ros.core.matching import match_descriptors
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.pnp import PnPOptions, solve_pnp
 from neumap_ros.core.retrieval import rank
+from neumap_ros.core.settings import check_settings
 from neumap_ros.core.voxels import voxels_in_view
 
 
@@ -71,6 +72,19 @@ class LocalizerOptions:
     prior_angle_deg: float = 30.0     # with a pose prior: its rotation error (deg)
     retry_without_prior: bool = True  # a prior that leads nowhere gets one global retry
     pnp: PnPOptions = field(default_factory=PnPOptions)
+
+    def __post_init__(self):
+        """Refuse values that would decode nothing, or everything, by name."""
+        check_settings(
+            self,
+            at_least={'max_keypoints': 0, 'max_image_side': -1, 'top_voxels': 1,
+                      'voting_keypoints': 1, 'max_candidate_voxels': 1, 'min_membership': 0.0,
+                      'matches_per_keypoint': 1, 'top_frames': 1, 'min_inliers': 1,
+                      'min_inlier_ratio': 0.0, 'max_position_std_m': 0.0,
+                      'prior_angle_deg': 0.0},
+            above={'ratio': 0.0, 'prior_radius_m': 0.0},
+            at_most={'min_membership': 1.0, 'ratio': 1.0, 'min_inlier_ratio': 1.0,
+                     'prior_angle_deg': 180.0})
 
 
 @dataclass

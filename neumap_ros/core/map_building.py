@@ -16,16 +16,19 @@
 
 from dataclasses import dataclass, field
 import logging
+import os
 from pathlib import Path
 import time
 from typing import Callable, Optional
 
 from neumap_ros.core.datasets import open_dataset
+from neumap_ros.core.decoder import decoder_hash
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.feature_map import build_feature_map
 from neumap_ros.core.features import FeatureConfig
-from neumap_ros.core.map_io import require_writable
-from neumap_ros.core.mapping import build_neural_map, MappingConfig, require_decoder_fits
+from neumap_ros.core.map_io import OutputPathError, require_writable
+from neumap_ros.core.mapping import build_neural_map, checkpoint_identity, MappingConfig, \
+    read_checkpoint, require_decoder_fits
 from neumap_ros.core.observations import collect_observations
 
 LOG = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ def build_map(request: BuildRequest) -> BuildSummary:
         raise ValueError(f'method must be one of {METHODS}, got {request.method!r}')
     started = time.monotonic()
     require_writable(request.output, request.checkpoint)   # not after minutes of work
+    require_distinct(request.output, request.checkpoint)
     dataset = open_dataset(request.dataset)
     frames = dataset.split(request.split)
     if not frames:
@@ -85,6 +89,11 @@ def build_map(request: BuildRequest) -> BuildSummary:
         decoder, decoder_meta = load_decoder(request.weights,
                                              feature_kind=request.features.kind)
         require_decoder_fits(decoder, request.features.kind)
+        # Before feature extraction too: a corrupt checkpoint, or one of another decoder,
+        # settings or frames, ends the run now (its keypoints are checked after extraction).
+        read_checkpoint(request.checkpoint, checkpoint_identity(
+            decoder_hash(decoder), request.features, request.mapping,
+            [f.name for f in frames], [f.T_world_camera for f in frames]))
     # Share of the build spent extracting features (measured on the kitchen: about 0.4 of a
     # neural build, nearly all of a feature-matching one); the rest is optimisation (neural)
     # and writing the file.
@@ -110,8 +119,28 @@ def build_map(request: BuildRequest) -> BuildSummary:
     built.info['mapping_seconds'] = round(seconds, 2)
     report('saving', max(share, 0.95))
     size = built.save(request.output)
-    if request.checkpoint is not None and Path(request.checkpoint).exists():
-        Path(request.checkpoint).unlink()   # only now: the map it leads to is on disk
+    # Only now: the map it leads to is on disk (a feature map never used it: left alone).
+    if request.method == 'neural' and request.checkpoint is not None and \
+            Path(request.checkpoint).exists():
+        Path(request.checkpoint).unlink()
     report('saved', 1.0)
     return BuildSummary(Path(request.output), request.method, size, len(frames), valid, seconds,
                         dict(built.info))
+
+
+def require_distinct(output, checkpoint) -> None:
+    """
+    Refuse a checkpoint path that names the map file itself (OutputPathError).
+
+    The checkpoint is deleted once the map is written: the same file would lose the map.
+    """
+    if checkpoint is None:
+        return
+    output, checkpoint = Path(output), Path(checkpoint)
+    same = output.resolve() == checkpoint.resolve()
+    if not same and output.exists() and checkpoint.exists():
+        same = os.path.samefile(output, checkpoint)   # hard links
+    if same:
+        raise OutputPathError(f'checkpoint {checkpoint} and output map {output} are the same '
+                              'file (the checkpoint is deleted once the map is written): '
+                              'choose another checkpoint path')

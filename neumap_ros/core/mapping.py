@@ -19,11 +19,15 @@ Steps: voxelise the mapping points, initialise each voxel's codes from clustered
 statistics, optimise codes (and their importance weights, with an optional L1 penalty that
 drives redundant codes to zero), prune codes whose weight fell below a threshold, fine-tune the
 survivors, and build the retrieval index. Progress, a seed, an iteration/time budget and
-resumable checkpoints are built in.
+resumable checkpoints are built in. A checkpoint records the identity of its run
+(:func:`checkpoint_identity`) and is resumed only by the same run; a resumed run ends with the
+codes an uninterrupted one would have (batches are drawn per step, optimiser state is saved).
 """
 
 from dataclasses import asdict, dataclass
+import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 import time
@@ -47,6 +51,19 @@ from neumap_ros.core.training import decoding_loss, landmark_samples, sample_bat
 from neumap_ros.core.voxels import build_voxel_grid, VoxelGrid
 
 LOG = logging.getLogger(__name__)
+
+CHECKPOINT_KIND = 'neumap.mapping'
+CHECKPOINT_VERSION = 1
+CHECKPOINT_EVERY = 250   # iterations between checkpoints of a stage
+_STAGES = ('optimise', 'finetune', 'done')
+_CHECKPOINT_KEYS = {'kind', 'version', 'identity', 'stage', 'codes_done', 'finetune_done',
+                    'delta', 'positions', 'importance', 'mask', 'optimizer'}
+# It decides when a run stops, never the codes a step computes: a resumed run may change it.
+_NOT_IDENTITY = ('time_budget_s',)
+
+
+class CheckpointError(ValueError):
+    """A mapping checkpoint this run cannot resume from (the CLI prints it in one line)."""
 
 
 @dataclass
@@ -127,25 +144,63 @@ class CodeOptimizer:
         return codes.numpy(), weights.numpy(), positions.numpy()
 
     def state_dict(self) -> dict:
-        """Tensors for a resumable checkpoint."""
+        """Tensors and optimiser moments for a resumable checkpoint."""
         return {'delta': self.delta.weight.detach().clone(),
                 'positions': self.positions.weight.detach().clone(),
                 'importance': self.importance.weight.detach().clone(),
-                'mask': self.mask.clone()}
+                'mask': self.mask.clone(), 'optimizer': self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict` (optimiser moments restart, which is harmless)."""
+        """
+        Restore from :meth:`state_dict`; ValueError when its shapes or types do not fit.
+
+        Nothing is changed unless everything fits.
+        """
+        parameters = {'delta': self.delta.weight, 'positions': self.positions.weight,
+                      'importance': self.importance.weight}
+        for name, parameter in parameters.items():
+            if state[name].shape != parameter.shape or not state[name].is_floating_point():
+                raise ValueError(f'{name} has shape {tuple(state[name].shape)}, '
+                                 f'not {tuple(parameter.shape)}')
+        if state['mask'].shape != self.mask.shape or state['mask'].dtype != torch.bool:
+            raise ValueError('the code mask does not fit')
+        optimizer = state['optimizer']
+        if not _moments_fit(optimizer, [p.shape for p in parameters.values()]):
+            raise ValueError('the optimiser state does not fit')
+        backup = self.optimizer.state_dict()
+        try:
+            self.optimizer.load_state_dict(optimizer)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            self.optimizer.load_state_dict(backup)
+            raise ValueError(f'the optimiser state does not fit ({error})') from None
         with torch.no_grad():
-            self.delta.weight.copy_(state['delta'])
-            self.positions.weight.copy_(state['positions'])
-            self.importance.weight.copy_(state['importance'])
+            for name, parameter in parameters.items():
+                parameter.copy_(state[name])
         self.mask = state['mask'].clone()
+
+
+def _moments_fit(optimizer, shapes: list) -> bool:
+    """Return whether a SparseAdam state dict holds moments of parameters of these shapes."""
+    moments = optimizer.get('state') if isinstance(optimizer, dict) else None
+    if not isinstance(moments, dict):
+        return False
+    for key, entry in moments.items():
+        if type(key) is not int or not 0 <= key < len(shapes) or not isinstance(entry, dict) \
+                or not isinstance(entry.get('step'), (int, float, torch.Tensor)):
+            return False
+        for name in ('exp_avg', 'exp_avg_sq'):
+            value = entry.get(name)
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point() or \
+                    value.shape != shapes[key]:
+                return False
+    return True
 
 
 def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimizer,
               config: MappingConfig, iterations: int, start: int, deadline: Optional[float],
-              rng: np.random.Generator, progress: bool, label: str,
-              checkpoint=None, history: Optional[list] = None, report=None) -> int:
+              stage_key: int, progress: bool, label: str, checkpoint=None,
+              history: Optional[list] = None, report=None) -> int:
+    """Run iterations ``start`` .. ``iterations - 1``; return how many are done (all stages)."""
     voxels = len(samples.grid)
     bar = progress_bar(range(start, iterations), progress, desc=label, unit='it',
                        initial=start, total=iterations)
@@ -154,6 +209,8 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
         if deadline is not None and time.monotonic() > deadline:
             LOG.info('%s: time budget reached after %d iterations', label, step)
             break
+        # One generator per step: a resumed run draws the batches an uninterrupted one would.
+        rng = np.random.default_rng([config.seed, stage_key, step])
         chosen = rng.choice(voxels, min(config.voxels_per_batch, voxels), replace=False)
         batch = sample_batch(samples, chosen, config.positives_per_voxel,
                              config.negatives_per_voxel, rng)
@@ -175,8 +232,8 @@ def _optimise(decoder: NeuMapDecoder, samples: VoxelSamples, codes: CodeOptimize
                 history.append([label, step, round(loss.item(), 5)])
             if report is not None:
                 report(label, step)
-        if checkpoint is not None and step > start and step % 250 == 0:
-            checkpoint(step)
+        if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0:
+            checkpoint(step + 1)   # iterations done: a resumed run starts with the next one
     else:
         step = iterations
     if report is not None:
@@ -201,6 +258,106 @@ def mapping_grid(observations: Observations, config: MappingConfig) -> VoxelGrid
                             config.min_frames_per_voxel)
 
 
+def frames_digest(names, poses) -> str:
+    """SHA-256 over the frame names and camera-to-world poses a map is built from."""
+    digest = hashlib.sha256('\n'.join(str(name) for name in names).encode())
+    digest.update(np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4).tobytes())
+    return digest.hexdigest()
+
+
+def observations_digest(observations: Observations) -> str:
+    """SHA-256 over the keypoints, descriptors and 3D points the codes are fitted to."""
+    digest = hashlib.sha256(observations.feature_kind.encode())
+    for array in (observations.frame_index, observations.keypoints, observations.descriptors,
+                  observations.xyz):
+        array = np.ascontiguousarray(array)
+        digest.update(f'{array.dtype.str}{array.shape};'.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_identity(decoder_digest: str, feature_config: FeatureConfig,
+                        config: MappingConfig, names, poses,
+                        observations: Optional[Observations] = None) -> dict:
+    """
+    Return what a checkpoint must match to be resumed: everything that decides the codes.
+
+    That is the decoder's hash, the feature and mapping settings (not the time budget), the
+    frames (names and poses) and, given ``observations``, the keypoints extracted from them.
+    Without observations (before feature extraction) the rest can already be checked.
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
+    identity = {'decoder': decoder_digest, 'features': feature_config.to_dict(),
+                'mapping': settings, 'frames': frames_digest(names, poses)}
+    if observations is not None:
+        identity['observations'] = observations_digest(observations)
+    # Through JSON: the stored copy must compare equal after a save/load round trip.
+    return json.loads(json.dumps(identity, sort_keys=True))
+
+
+def _unreadable(path) -> str:
+    return f'checkpoint {path} is unreadable or not a mapping checkpoint: delete it'
+
+
+def _valid_structure(state) -> bool:
+    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
+        return False
+    # Type checks first: comparing a tensor with a string or number is no yes or no.
+    if not isinstance(state['kind'], str) or state['kind'] != CHECKPOINT_KIND or \
+            type(state['version']) is not int or state['version'] != CHECKPOINT_VERSION:
+        return False
+    try:
+        json.dumps(state['identity'])   # plain values only: compared with == below
+    except (TypeError, ValueError):
+        return False
+    counts = (state['codes_done'], state['finetune_done'])
+    return (isinstance(state['identity'], dict) and isinstance(state['stage'], str)
+            and state['stage'] in _STAGES
+            and all(type(count) is int and count >= 0 for count in counts)
+            and all(isinstance(state[name], torch.Tensor) and state[name].dim() == 2
+                    for name in ('delta', 'positions', 'importance', 'mask'))
+            and isinstance(state['optimizer'], dict))
+
+
+def _identity_differences(stored: dict, expected: dict) -> list:
+    names = {'decoder': 'decoder (--weights)', 'frames': 'frames or their poses',
+             'observations': 'keypoints or 3D points of the frames'}
+    differences = []
+    for key, value in expected.items():
+        if key in ('features', 'mapping') and isinstance(stored.get(key), dict):
+            differences += [f'{key}.{name}' for name in sorted(set(value) | set(stored[key]))
+                            if value.get(name) != stored[key].get(name)]
+        elif stored.get(key) != value:
+            differences.append(names.get(key, key))
+    return differences
+
+
+def read_checkpoint(path, identity: dict) -> Optional[dict]:
+    """
+    Read a mapping checkpoint and check that it belongs to this run; None when absent.
+
+    ``identity`` (from :func:`checkpoint_identity`) is compared key by key, so a caller may
+    check the decoder, settings and frames before extracting features. Any failure raises
+    :class:`CheckpointError` in one line: a foreign checkpoint must never put its codes in a
+    map of other frames or under another decoder's hash.
+    """
+    if not path or not Path(path).exists():
+        return None
+    try:
+        # weights_only: a checkpoint is data; a file found on disk must never run code.
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:   # torch raises many kinds for garbage (unpickling, zip, EOF, OS...)
+        raise CheckpointError(_unreadable(path)) from None
+    if not _valid_structure(state):
+        raise CheckpointError(_unreadable(path))
+    differences = _identity_differences(state['identity'], identity)
+    if differences:
+        raise CheckpointError(f'checkpoint {path} belongs to another mapping run (it differs '
+                              f'in {", ".join(differences)}): delete it or choose another '
+                              'checkpoint path')
+    return state
+
+
 def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                      feature_config: FeatureConfig, config: MappingConfig = MappingConfig(),
                      progress: bool = True, checkpoint_path=None,
@@ -210,14 +367,17 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     Map a scene with a frozen decoder. ``checkpoint_path`` makes the run resumable.
 
     The checkpoint ends holding the finished codes, so a run whose map could not be saved
-    resumes at the end; delete it once the map is written.
+    resumes at the end; delete it once the map is written. A checkpoint of another run
+    (decoder, settings, frames) or an unreadable one raises :class:`CheckpointError`.
+
+    ``config.time_budget_s`` counts from the start of the optimisation; the iterations done
+    are in the map's info (``mapping_iterations``), with a warning when the budget cut them.
 
     ``on_progress(stage, fraction)`` follows the optimisation ('codes', then 'finetune'):
     ``fraction`` counts iterations of both stages and reaches 1.0 at the end.
     """
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     decoder = decoder.to('cpu').eval().requires_grad_(False)
     if config.code_precision not in CODE_PRECISIONS:
         raise ValueError(f'code precision must be one of {CODE_PRECISIONS}, '
@@ -228,6 +388,12 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     valid = observations.valid
     if valid.sum() < config.min_points_per_voxel:
         raise ValueError(f'only {int(valid.sum())} keypoints have 3D points: too few to map')
+    digest = decoder_hash(decoder)
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    identity = checkpoint_identity(digest, feature_config, config, observations.frame_names,
+                                   observations.poses, observations)
+    # Before tracks and samples: a foreign or corrupt checkpoint ends the run now.
+    resume = read_checkpoint(checkpoint_path, identity)
     grid = mapping_grid(observations, config)
     if len(grid) == 0:
         raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
@@ -245,47 +411,65 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
     codes = CodeOptimizer(initial, samples.landmark_offsets, samples.landmark_valid.clone(),
                           config.learning_rate)
 
-    stage, step = 'optimise', 0
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=True)
-        if state.get('config') == str(config.to_dict()) and \
-                state.get('voxels') == len(grid):
-            codes.load_state_dict(state)
-            stage, step = state['stage'], int(state['step'])
-            LOG.info('resuming mapping from %s (%s, step %d)', checkpoint_path, stage, step)
-        else:
-            LOG.warning('ignoring checkpoint %s: built with other settings', checkpoint_path)
+    stage = 'optimise'
+    done = {'codes': 0, 'finetune': 0}   # iterations of each stage, resumed ones included
+    if resume is not None:
+        try:
+            codes.load_state_dict(resume)
+        except ValueError:
+            raise CheckpointError(_unreadable(checkpoint_path)) from None
+        stage = resume['stage']
+        done = {'codes': resume['codes_done'], 'finetune': resume['finetune_done']}
+        LOG.info('resuming mapping from %s (%s, step %d)', checkpoint_path, stage,
+                 done['finetune' if stage == 'finetune' else 'codes'])
 
-    def save_checkpoint(current_step, current_stage=None):
+    def save_checkpoint(current_stage):
         if checkpoint_path is None:
             return
         buffer = io.BytesIO()
-        torch.save(dict(codes.state_dict(), stage=current_stage or stage, step=current_step,
-                        config=str(config.to_dict()), voxels=len(grid)), buffer)
+        torch.save(dict(codes.state_dict(), kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION,
+                        identity=identity, stage=current_stage, codes_done=done['codes'],
+                        finetune_done=done['finetune']), buffer)
         atomic_write_bytes(checkpoint_path, buffer.getvalue())
 
-    deadline = started + config.time_budget_s if config.time_budget_s > 0 else None
+    def save_during(current_stage, key):
+        def save(iterations_done):
+            done[key] = iterations_done
+            save_checkpoint(current_stage)
+        return save
+
+    # "Seconds of code optimisation": tracks, samples and the index do not count.
+    deadline = time.monotonic() + config.time_budget_s if config.time_budget_s > 0 else None
     history = []
     total = max(config.iterations + config.finetune_iterations, 1)
 
-    def report(label, done):
+    def report(label, progressed):
         if on_progress is not None:
             before = config.iterations if label == 'finetune' else 0
-            on_progress(label, min((before + done) / total, 1.0))
+            on_progress(label, min((before + progressed) / total, 1.0))
 
     if stage == 'optimise':
-        step = _optimise(decoder, samples, codes, config, config.iterations, step, deadline, rng,
-                         progress, 'codes', save_checkpoint, history, report)
+        done['codes'] = _optimise(decoder, samples, codes, config, config.iterations,
+                                  done['codes'], deadline, 0, progress, 'codes',
+                                  save_during('optimise', 'codes'), history, report)
         if config.prune_threshold > 0:
             _prune(codes, config.prune_threshold)
-        stage, step = 'finetune', 0
-        save_checkpoint(0, 'finetune')
+        stage = 'finetune'
+        save_checkpoint(stage)
     if stage == 'finetune' and config.finetune_iterations > 0:
-        _optimise(decoder, samples, codes, config, config.finetune_iterations, step, deadline,
-                  rng, progress, 'finetune', save_checkpoint, history, report)
+        done['finetune'] = _optimise(decoder, samples, codes, config,
+                                     config.finetune_iterations, done['finetune'], deadline, 1,
+                                     progress, 'finetune', save_during('finetune', 'finetune'),
+                                     history, report)
     if on_progress is not None:  # also when a time budget cut the optimisation short
         on_progress('finetune' if config.finetune_iterations else 'codes', 1.0)
+    cut = done['codes'] < config.iterations or done['finetune'] < config.finetune_iterations
+    if cut:
+        finetune = (f' and {done["finetune"]} of {config.finetune_iterations} fine-tuning ones'
+                    if config.finetune_iterations else '')
+        LOG.warning('the time budget ended optimisation after %d of %d code iterations%s: the '
+                    'map is under-optimised (raise the budget)', done['codes'],
+                    config.iterations, finetune)
 
     final_codes, final_weights, final_positions = codes.all_codes()
     final_codes = as_stored(final_codes, codes.mask.numpy(), config.code_precision)
@@ -297,12 +481,13 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                     'mapping_points': samples.num_points,
                     'mapping_voxels': len(grid), 'kept_codes': int(codes.mask.sum()),
                     'landmarks': int(samples.landmark_valid.sum()),
+                    'mapping_iterations': dict(done), 'time_budget_reached': cut,
                     'mapping_loss': history})
     # Kept until the map is on disk (build_map removes it): a failed save loses no work.
-    save_checkpoint(step, 'done')
+    save_checkpoint('done')
     return NeuralMap(grid, final_codes, final_weights, codes.mask.numpy().copy(),
-                     final_positions, vocabulary, histograms, decoder.config,
-                     decoder_hash(decoder), feature_config, details, config.code_precision)
+                     final_positions, vocabulary, histograms, decoder.config, digest,
+                     feature_config, details, config.code_precision)
 
 
 def _prune(codes: CodeOptimizer, threshold: float) -> None:

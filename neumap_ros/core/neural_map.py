@@ -33,6 +33,10 @@ from neumap_ros.core.voxels import VoxelGrid
 MAP_KIND = 'neumap.neural_map'
 FORMAT_VERSION = 1
 CODE_PRECISIONS = ('fp32', 'fp16', 'int8')
+# Bounds on what a map file may ask for when loaded (the largest real maps use a few hundred
+# MB): a hostile file cannot make the loader allocate without limit.
+MAX_CODES_PER_VOXEL = 4096
+MAX_DENSE_BYTES = 4 * 1024 ** 3
 
 
 def _stored_codes(packed: np.ndarray, precision: str) -> dict:
@@ -94,6 +98,13 @@ class NeuralMap:
         if self.code_precision not in CODE_PRECISIONS:
             raise ValueError(f'code precision must be one of {CODE_PRECISIONS}')
         kept = self.code_mask
+        for name, values in (('codes', self.codes[kept]),
+                             ('importance weights', self.weights[kept]),
+                             ('code positions', self.positions[kept])):
+            if not np.all(np.isfinite(values)):
+                # Never replace a good map by one that cannot load: optimisation diverged.
+                raise ValueError(f'refusing to write {path}: its {name} are not finite '
+                                 f'(mapping diverged; lower importance_l1 or learning_rate)')
         packed = self.codes[kept]                                   # (M, L, C)
         tensors = {
             'voxel_indices': self.grid.indices.astype(np.int32),
@@ -142,6 +153,12 @@ class NeuralMap:
                 not np.isfinite(voxel_size) or voxel_size <= 0 or not np.all(np.isfinite(origin)):
             raise MapFormatError(f'{path}: invalid grid or precision in metadata')
         layers, code_dim = decoder_config.layers, decoder_config.code_dim
+        # The sizes come from the file: check what they would allocate before allocating it.
+        dense_bytes = voxels * per_voxel * layers * (code_dim + 4) * 4
+        if per_voxel > MAX_CODES_PER_VOXEL or dense_bytes > MAX_DENSE_BYTES:
+            raise MapFormatError(f'{path}: {voxels} voxels x {per_voxel} codes would take '
+                                 f'{dense_bytes / 1e9:.1f} GB in memory; not a map this '
+                                 f'package wrote (limit {MAX_DENSE_BYTES / 1e9:.0f} GB)')
         indices = require(tensors, 'voxel_indices', (voxels, 3), [np.int32], path)
         anchors = require(tensors, 'voxel_anchors', (voxels, 3), [np.float32], path)
         bits = require(tensors, 'code_mask', (None,), [np.uint8], path)

@@ -19,10 +19,14 @@ Every step draws a global batch of voxels (from all scenes) with a seeded genera
 same run gives the same batches on one process or on N DistributedDataParallel ranks (rank r
 takes slots r, r+N, ...). Decoder gradients are averaged by DDP; the sparse gradients of the
 per-scene code residuals are gathered and averaged by hand so every rank keeps identical codes.
+A checkpoint records the identity of its run (:func:`checkpoint_identity`) and is resumed only
+by the same run.
 """
 
 from dataclasses import asdict, dataclass, field
+import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 import time
@@ -32,13 +36,24 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
-from neumap_ros.core.decoder import DecoderConfig, NeuMapDecoder
+from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.progress import progress_bar
 from neumap_ros.core.settings import check_settings
 from neumap_ros.core.training import Batch, decoding_loss, sample_batch
 
 LOG = logging.getLogger(__name__)
+
+CHECKPOINT_KIND = 'neumap.pretraining'
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_KEYS = {'kind', 'version', 'identity', 'model', 'decoder_optimizer',
+                    'code_optimizer', 'step', 'history'}
+# They decide when a run stops or saves, never the weights it ends with.
+_NOT_IDENTITY = ('time_budget_s', 'checkpoint_every')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint this run cannot resume from (the CLI prints it in one line)."""
 
 
 @dataclass
@@ -169,14 +184,114 @@ def _average_sparse_grad(parameter: torch.nn.Parameter, world: int) -> None:
     parameter.grad = merged.coalesce()
 
 
+def checkpoint_identity(config: PretrainConfig, parent: Optional[str] = None,
+                        data=None) -> dict:
+    """
+    Return what a checkpoint must match to be resumed: everything that decides the weights.
+
+    That is the training settings (not the time budget or the checkpoint interval), the hash
+    of the decoder training starts from (``parent``; None: a fresh one from ``config.seed``)
+    and ``data``, the caller's JSON-friendly description of the training data. The number of
+    processes is left out: one process and N ranks run the same global batches.
+    """
+    training = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
+    # Through JSON: the stored copy must compare equal after a save/load round trip.
+    return json.loads(json.dumps({'training': training, 'parent': parent, 'data': data},
+                                 sort_keys=True, default=str))
+
+
+def scenes_digest(scenes: list) -> str:
+    """SHA-256 over the voxels and landmarks of every scene (what the codes start from)."""
+    digest = hashlib.sha256()
+    for scene in scenes:
+        digest.update(f'{len(scene.grid)} {scene.num_points};'.encode())
+        for tensor in (scene.landmark_vectors, scene.landmark_offsets, scene.landmark_valid):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _unreadable(path) -> str:
+    return f'checkpoint {path} is unreadable or not a pretraining checkpoint: delete it'
+
+
+def _valid_structure(state) -> bool:
+    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
+        return False
+    # Types first: == on a tensor gives a tensor, not a yes or no.
+    if not isinstance(state['kind'], str) or state['kind'] != CHECKPOINT_KIND or \
+            type(state['version']) is not int or state['version'] != CHECKPOINT_VERSION:
+        return False
+    try:
+        json.dumps(state['identity'])
+    except (TypeError, ValueError):
+        return False
+    step, history = state['step'], state['history']
+    return (isinstance(state['identity'], dict) and isinstance(state['model'], dict)
+            and all(isinstance(t, torch.Tensor) for t in state['model'].values())
+            and isinstance(state['decoder_optimizer'], dict)
+            and isinstance(state['code_optimizer'], dict)
+            and type(step) is int and step >= 0 and isinstance(history, list)
+            and all(isinstance(row, list) and len(row) == 3
+                    and all(type(v) in (int, float) for v in row) for row in history))
+
+
+def _identity_differences(stored: dict, expected: dict) -> list:
+    names = {'parent': 'initial decoder (--init)', 'data': 'training data',
+             'scenes': 'training scenes'}
+    differences = []
+    for key, value in expected.items():
+        if key == 'training' and isinstance(stored.get(key), dict):
+            differences += [f'training.{name}' for name in sorted(set(value) | set(stored[key]))
+                            if value.get(name) != stored[key].get(name)]
+        elif stored.get(key) != value:
+            differences.append(names.get(key, key))
+    return differences
+
+
+def read_checkpoint(path, identity: dict) -> Optional[dict]:
+    """
+    Read a pretraining checkpoint and check that it belongs to this run; None when absent.
+
+    ``identity`` (from :func:`checkpoint_identity`, possibly with ``'scenes'`` added) is
+    compared key by key, so a caller may check the settings before the scenes exist. Any
+    failure raises :class:`CheckpointError` in one line: a foreign checkpoint must never
+    replace the weights a run was asked to start from.
+    """
+    if not path or not Path(path).exists():
+        return None
+    try:
+        # weights_only: a checkpoint is data; a file found on disk must never run code.
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:   # torch raises many kinds for garbage (unpickling, zip, EOF, OS...)
+        raise CheckpointError(_unreadable(path)) from None
+    if not _valid_structure(state):
+        raise CheckpointError(_unreadable(path))
+    iterations = identity.get('training', {}).get('iterations')
+    if iterations is not None and state['step'] > iterations:
+        raise CheckpointError(_unreadable(path))
+    _check_identity(state, identity, path)
+    return state
+
+
+def _check_identity(state: dict, identity: dict, path) -> None:
+    differences = _identity_differences(state['identity'], identity)
+    if differences:
+        raise CheckpointError(f'checkpoint {path} belongs to another training run (it '
+                              f'differs in {", ".join(differences)}): delete it or choose '
+                              'another checkpoint path')
+
+
 def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progress: bool = True,
              decoder: Optional[NeuMapDecoder] = None, log_every: int = 50,
-             stop_after: int = 0) -> tuple:
+             stop_after: int = 0, data_identity=None, resume: Optional[dict] = None) -> tuple:
     """
     Train decoder and per-scene codes jointly; returns ``(decoder, history, finished)``.
 
     Runs under ``torchrun`` too: when a process group is initialised, the batch is split over
-    ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes);
+    ranks. ``checkpoint_path`` makes the run resumable (all ranks read, rank 0 writes); it is
+    resumed only when its identity (:func:`checkpoint_identity` of ``config``, ``decoder``,
+    ``data_identity`` and the scenes) is this run's, else :class:`CheckpointError`.
+    ``resume`` is its state when the caller already read it (:func:`read_checkpoint`).
     ``stop_after`` ends this run after that many iterations (a later run resumes), and
     ``finished`` is then False: the decoder is only part-trained. A time budget that runs
     out finishes the run.
@@ -189,8 +304,16 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
     if config.voxels_per_batch % world:
         raise ValueError(f'voxels_per_batch ({config.voxels_per_batch}) must be divisible by '
                          f'the number of processes ({world})')
+    identity = checkpoint_identity(
+        config, decoder_hash(decoder) if decoder is not None else None, data_identity)
+    identity['scenes'] = scenes_digest(scenes)
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+    if resume is None:
+        resume = read_checkpoint(checkpoint_path, identity)
+    else:   # read before the scenes existed: now their digest can be checked too
+        _check_identity(resume, identity, checkpoint_path)
     torch.manual_seed(config.seed)
-    decoder = decoder or NeuMapDecoder(config.decoder)
+    decoder = decoder if decoder is not None else NeuMapDecoder(config.decoder)
     model = TrainingModel(decoder.train(), scene_statistics(scenes), config.code_residuals)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     dense = [p for n, p in model.named_parameters() if not n.startswith('residuals')]
@@ -200,20 +323,22 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
     sampler = _GlobalSampler(scenes, config)
     history, start = [], 0
 
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=True)
-        model.load_state_dict(state['model'])
-        decoder_optimizer.load_state_dict(state['decoder_optimizer'])
-        code_optimizer.load_state_dict(state['code_optimizer'])
-        start, history = int(state['step']), list(state['history'])
+    if resume is not None:
+        try:
+            model.load_state_dict(resume['model'])
+            decoder_optimizer.load_state_dict(resume['decoder_optimizer'])
+            code_optimizer.load_state_dict(resume['code_optimizer'])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError):
+            raise CheckpointError(_unreadable(checkpoint_path)) from None
+        start, history = resume['step'], list(resume['history'])
         LOG.info('resumed pretraining at step %d from %s', start, checkpoint_path)
 
     def save(step):
         if checkpoint_path is None or rank != 0:
             return
         buffer = io.BytesIO()
-        torch.save({'model': model.state_dict(),
+        torch.save({'kind': CHECKPOINT_KIND, 'version': CHECKPOINT_VERSION,
+                    'identity': identity, 'model': model.state_dict(),
                     'decoder_optimizer': decoder_optimizer.state_dict(),
                     'code_optimizer': code_optimizer.state_dict(), 'step': step,
                     'history': history}, buffer)

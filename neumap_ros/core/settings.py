@@ -21,18 +21,21 @@ fail deep inside OpenCV or torch, minutes into a build. Each settings class call
 """
 
 from dataclasses import fields
+import math
 from typing import Optional
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
 
 
 def check_settings(settings, at_least: Optional[dict] = None,
-                   above: Optional[dict] = None) -> None:
+                   above: Optional[dict] = None, at_most: Optional[dict] = None) -> None:
     """
     Raise ValueError naming the first field of a wrong type or out of range.
 
-    Whole numbers given for float fields become floats (``voxel_size: 1`` is fine).
-    ``at_least`` and ``above`` map field names to their inclusive / exclusive lower bounds.
+    Whole numbers given for float fields become floats (``voxel_size: 1`` is fine); floats
+    must be finite. ``at_least`` and ``above`` map field names to their inclusive / exclusive
+    lower bounds, ``at_most`` to inclusive upper bounds (sizes read from files, which would
+    otherwise ask for any amount of memory).
     """
     owner = type(settings).__name__
     for field in fields(settings):
@@ -47,9 +50,14 @@ def check_settings(settings, at_least: Optional[dict] = None,
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise ValueError(f'{owner} setting {field.name} must be of type {kind.__name__}, '
                              f'got {value!r}')
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f'{owner} setting {field.name} must be finite, got {value}')
         if field.name in (at_least or {}) and not value >= at_least[field.name]:   # NaN too
             raise ValueError(f'{owner} setting {field.name} must be >= '
                              f'{at_least[field.name]}, got {value}')
         if field.name in (above or {}) and not value > above[field.name]:
             raise ValueError(f'{owner} setting {field.name} must be > {above[field.name]}, '
                              f'got {value}')
+        if field.name in (at_most or {}) and not value <= at_most[field.name]:
+            raise ValueError(f'{owner} setting {field.name} must be <= '
+                             f'{at_most[field.name]}, got {value}')

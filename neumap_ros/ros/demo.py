@@ -131,11 +131,30 @@ def _replay(map_path: Path, bag: Path, out: Path, timeout: float) -> dict:
     return json.loads(report_path.read_text())
 
 
+# Marks a folder as the demo's own: only then does it remove what it finds there.
+OUTPUT_MARKER = '.neumap-demo'
+DEMO_OUTPUTS = {'scene', 'query_bag', 'replay', 'neural_map.safetensors',
+                'feature_map.safetensors', 'baseline_report.json', 'demo.png'}
+
+
+def _claim_output(output: Path) -> None:
+    """Make ``output`` the demo's folder; refuse a folder that holds anything else."""
+    output.mkdir(parents=True, exist_ok=True)
+    marker = output / OUTPUT_MARKER
+    if not marker.exists():
+        # A folder of an earlier demo run (before the marker) holds only the demo's names.
+        if any(entry.name not in DEMO_OUTPUTS for entry in output.iterdir()):
+            raise ValueError(f'{output} is not empty and not a demo output folder; the demo '
+                             f'replaces what it finds in its folder, so choose an empty or '
+                             f'new one (--output)')
+        marker.write_text('neumap demo output: its contents are replaced by each run\n')
+
+
 def run_demo(output: Path, weights=None, quiet: bool = False) -> int:
     """Run the demo; returns a process exit status."""
     started = time.monotonic()
     output = Path(output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    _claim_output(output)
     scene = _scene(output)
     dataset = open_dataset(scene)
     features = FeatureConfig()

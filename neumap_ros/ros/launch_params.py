@@ -65,9 +65,11 @@ BUILD_MAP_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ('use_sim_time', 'false', 'use /clock'),
     ('namespace', '', 'namespace of the map builder node'),
     ('image_topic', '', f'camera image topic (live: remaps "image", empty: '
-                        f'{DEFAULT_IMAGE_TOPIC}; bag: the topic to read, empty: the only one)'),
+                        f'{DEFAULT_IMAGE_TOPIC.lstrip("/")} in the namespace; bag: the topic '
+                        f'to read, empty: the only one)'),
     ('camera_info_topic', '', f'camera calibration topic (live: remaps "camera_info", empty: '
-                              f'{DEFAULT_CAMERA_INFO_TOPIC}; bag: empty = the only one)'),
+                              f'{DEFAULT_CAMERA_INFO_TOPIC.lstrip("/")} in the namespace; bag: '
+                              f'empty = the only one)'),
     ('depth_topic', '', 'registered depth images (16UC1 mm or 32FC1 m); empty: triangulate'),
     ('log_level', 'info', 'logging level'),
 )
@@ -203,8 +205,9 @@ def map_builder_overrides(output: str = '', bag: str = '', method: str = '',
 def map_builder_remappings(image_topic: str = '', camera_info_topic: str = '',
                            depth_topic: str = '') -> List[Tuple[str, str]]:
     """Return the map builder's remappings for live topics (empty: the default topics)."""
-    remappings = localizer_remappings(image_topic or DEFAULT_IMAGE_TOPIC,
-                                      camera_info_topic or DEFAULT_CAMERA_INFO_TOPIC)
+    # Relative defaults, as the localizer's: a namespaced robot's camera is in its namespace.
+    remappings = localizer_remappings(image_topic or DEFAULT_IMAGE_TOPIC.lstrip('/'),
+                                      camera_info_topic or DEFAULT_CAMERA_INFO_TOPIC.lstrip('/'))
     if depth_topic:
         remappings.append(('depth', depth_topic))
     return remappings

@@ -32,6 +32,7 @@ and only after every step succeeded, so a failed build never replaces a good map
 
 from collections import deque
 import math
+import os
 from pathlib import Path
 import shutil
 import sys
@@ -43,6 +44,7 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 import numpy as np
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -60,7 +62,8 @@ from neumap_ros.core.sensor_data import decode_depth
 from neumap_ros.core.stamp_sync import StampSynchronizer
 from neumap_ros.core.transform_buffer import TransformBuffer, TransformError
 from neumap_ros.ros.image_conversion import camera_info_to_camera, check_size, image_to_numpy
-from neumap_ros.ros.localizer_node import image_qos_profile, TF_QOS, TF_STATIC_QOS
+from neumap_ros.ros.localizer_node import IMAGE_QOS, image_qos_profile, TF_QOS, \
+    TF_STATIC_QOS
 from neumap_ros.ros.msg_conversions import NS_PER_S, pose_to_matrix, stamp_to_ns, \
     transform_to_matrix
 from neumap_ros.ros.parameters import declare_parameters, read_parameters
@@ -134,9 +137,30 @@ class MapBuilderNode(Node):
             raise ValueError(f'pose_wait must be positive, got {self.p["pose_wait"]}')
         if self.p['pending_frames'] < 1:
             raise ValueError(f'pending_frames must be >= 1, got {self.p["pending_frames"]}')
+        for name in ('every',):
+            if self.p[name] < 1:
+                raise ValueError(f'{name} must be >= 1, got {self.p[name]}')
+        for name in ('max_frames', 'keyframe_translation', 'keyframe_rotation_deg',
+                     'sync_tolerance'):
+            if not self.p[name] >= 0:
+                raise ValueError(f'{name} must be >= 0, got {self.p[name]}')
+        if self.p['image_qos'] not in IMAGE_QOS:
+            raise ValueError(f'image_qos must be one of {IMAGE_QOS}, got '
+                             f'{self.p["image_qos"]!r}')
         self.output = Path(self.p['output_path']).expanduser().resolve()
+        # Settings are read now, not at ~/build: a typo must not cost a collection session.
+        self.request_settings = self._settings()
         self._temporary = not self.p['work_dir']
-        self.work_dir = Path(self.p['work_dir'] or tempfile.mkdtemp(prefix='neumap_frames_'))
+        if self.p['work_dir']:
+            self.work_dir = Path(self.p['work_dir']).expanduser().resolve()
+            if not self.p['bag_path'] and any(self.work_dir.glob('frame-*')):
+                # Frames of an earlier session would be built into this map (other camera,
+                # perhaps another world frame), and new frames would overwrite some of them.
+                raise ValueError(f'work_dir {self.work_dir} holds frames of an earlier '
+                                 f'session: empty it or choose another folder')
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix='neumap_frames_'))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.lock = threading.Lock()
         self.stage, self.progress, self.error = 'collecting', 0.0, ''
         self.building = False
@@ -144,6 +168,7 @@ class MapBuilderNode(Node):
         self._cancel = threading.Event()
         self.done = threading.Event()
         self.succeeded = False
+        self.cancelled = False
         self.summary = None
         self.progress_pub = self.create_publisher(Float32, '~/progress', PROGRESS_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -152,14 +177,37 @@ class MapBuilderNode(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.frames, self.K = 0, None
         self.skipped = {'no_pose': 0, 'no_depth': 0, 'no_frame_id': 0, 'queue_full': 0,
-                        'bad': 0}
+                        'bad': 0, 'write_failed': 0}
         self._skipped_reported = 0   # skipped frames at the last diagnostics message
         self.last_keyframe = None
         if self.p['bag_path']:
-            self._once = self.create_timer(0.1, self._start_bag_build)
+            # Steady: a bag build has no /clock, so a sim-time timer would never fire.
+            self._once = self.create_timer(0.1, self._start_bag_build,
+                                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         else:
             self._subscribe()
         self.create_service(Trigger, '~/build', self._on_build)
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        # Read once at start (the bag build or the staging folder depend on them): accepting a
+        # change that is then ignored would mislead.
+        for parameter in parameters:
+            if parameter.name in PARAMETERS and parameter.value != self.p[parameter.name]:
+                return SetParametersResult(successful=False, reason=(
+                    f'{parameter.name} is read when the node starts: restart it to change'))
+        return SetParametersResult(successful=True)
+
+    def _settings(self):
+        from neumap_ros.cli import _apply, _load_yaml, UsageError
+        from neumap_ros.core.features import FeatureConfig
+        from neumap_ros.core.mapping import MappingConfig
+        try:
+            settings = _load_yaml(self.p['config_file'], ('mapping', 'features'))
+            source = self.p['config_file'] or 'config'
+            return (_apply(MappingConfig(), settings.get('mapping', {}), source),
+                    _apply(FeatureConfig(), settings.get('features', {}), source))
+        except UsageError as error:
+            raise ValueError(str(error))
 
     # --- live collection --------------------------------------------------------------------
 
@@ -180,7 +228,8 @@ class MapBuilderNode(Node):
         self.create_subscription(TFMessage, '/tf', lambda m: self._on_tf(m, False), TF_QOS)
         self.create_subscription(TFMessage, '/tf_static', lambda m: self._on_tf(m, True),
                                  TF_STATIC_QOS)
-        self.create_timer(0.05, self._drain)
+        # Steady, as pose_wait is: a paused /clock must not freeze the queue.
+        self.create_timer(0.05, self._drain, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _on_image(self, msg: Image) -> None:
         self.sync.add_image(stamp_to_ns(msg.header.stamp), msg)
@@ -317,11 +366,25 @@ class MapBuilderNode(Node):
                                       'first frame', throttle_duration_sec=5.0)
             return
         name = f'frame-{self.frames:06d}'
-        cv2.imwrite(str(self.work_dir / f'{name}.color.png'), image)
-        if depth is not None:
-            cv2.imwrite(str(self.work_dir / f'{name}.depth.png'),
-                        np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
-        np.savetxt(self.work_dir / f'{name}.pose.txt', pose, fmt='%.9f')
+        try:
+            written = cv2.imwrite(str(self.work_dir / f'{name}.color.png'), image)
+            if depth is not None:
+                written = written and cv2.imwrite(
+                    str(self.work_dir / f'{name}.depth.png'),
+                    np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
+            if not written:
+                raise OSError(f'cannot write {name} images to {self.work_dir}')
+            # The pose last, under its final name only once complete: a frame whose pose
+            # file exists is whole.
+            partial = self.work_dir / f'.{name}.pose.txt'
+            np.savetxt(partial, pose, fmt='%.9f')
+            os.replace(partial, self.work_dir / f'{name}.pose.txt')
+        except OSError as error:   # disk full or read-only: keep what is staged, say so
+            self.skipped['write_failed'] += 1
+            self.get_logger().error(f'cannot stage a keyframe ({error}); the '
+                                    f'{self.frames} staged so far are kept',
+                                    throttle_duration_sec=5.0)
+            return
         self.frames += 1
         self.last_keyframe = pose
         if self.frames % 10 == 0:
@@ -374,6 +437,7 @@ class MapBuilderNode(Node):
         try:
             summary = target()
         except BuildCancelled:
+            self.cancelled = True
             self.get_logger().info(f'map build stopped by shutdown, {self.output} left '
                                    f'unchanged')
         except Exception as error:  # reported, and the previous map is left as it was
@@ -394,14 +458,8 @@ class MapBuilderNode(Node):
             self.done.set()
 
     def _request(self, dataset: Path, split):
-        from neumap_ros.cli import _apply, _load_yaml
-        from neumap_ros.core.features import FeatureConfig
         from neumap_ros.core.map_building import BuildRequest
-        from neumap_ros.core.mapping import MappingConfig
-        settings = _load_yaml(self.p['config_file'])
-        source = self.p['config_file'] or 'config'
-        mapping = _apply(MappingConfig(), settings.get('mapping', {}), source)
-        features = _apply(FeatureConfig(), settings.get('features', {}), source)
+        mapping, features = self.request_settings
         return BuildRequest(dataset, split, self.output, self.p['method'], features, mapping,
                             Path(self.p['weights']) if self.p['weights'] else None, False)
 
@@ -459,7 +517,8 @@ class MapBuilderNode(Node):
             self.p['bag_camera_info_topic'] or None, self.p['pose_topic'] or None,
             self.p['depth_topic'] or None, self.p['world_frame'],
             self.p['camera_frame'] or None, self.p['every'], self.p['max_frames'],
-            sync_tolerance_s=self.p['sync_tolerance'], progress=extracted)
+            sync_tolerance_s=self.p['sync_tolerance'], progress=extracted,
+            rectified_input=self.p['rectified_input'])
         self.frames = summary.frames
         self.get_logger().info(f'extracted {summary.frames} posed frames from '
                                f'{self.p["bag_path"]} (poses from {summary.pose_source}, '
@@ -468,7 +527,7 @@ class MapBuilderNode(Node):
         return self._build_with_heartbeat(self._request(dataset, summary.split))
 
     def _build_live(self):
-        names = sorted(p.name[:-len('.pose.txt')] for p in self.work_dir.glob('*.pose.txt'))
+        names = [f'frame-{index:06d}' for index in range(self.frames)]   # this session's
         split = self.work_dir / 'split-all.txt'
         split.write_text('\n'.join(names) + '\n')
         self._set('building', 0.3)
@@ -504,13 +563,18 @@ class MapBuilderNode(Node):
         self.diagnostics_pub.publish(msg)
 
     def cleanup(self) -> None:
-        """Remove the temporary staging folder."""
-        if self._temporary:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        """Remove the temporary staging folder, unless it holds frames no map was built from."""
+        if not self._temporary or (self._thread is not None and self._thread.is_alive()):
+            return   # a build still running reads it
+        if self.frames and not self.succeeded and not self.p['bag_path']:
+            self.get_logger().warning(f'keeping the {self.frames} staged keyframes in '
+                                      f'{self.work_dir} (no map was built from them)')
+            return
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def main(args=None) -> int:
-    """Run the map builder; with a bag, exit when the map is written (1 on failure)."""
+    """Run the map builder; with a bag, exit when the map is written (1 failed, 130 stopped)."""
     status = 0
     try:
         with rclpy.init(args=args):
@@ -521,6 +585,9 @@ def main(args=None) -> int:
                 return 2
             try:
                 exit_when_done = node.p['bag_path'] and node.p['exit_when_done']
+                # A bag build that ends by Ctrl-C or SIGTERM wrote no map: a script running
+                # it must not take that for success.
+                status = 130 if node.p['bag_path'] else 0
                 while rclpy.ok():
                     rclpy.spin_once(node, timeout_sec=0.1)
                     if exit_when_done and node.done.is_set():
