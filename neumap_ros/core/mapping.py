@@ -36,6 +36,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from neumap_ros.core.checkpoints import check_identity, CheckpointError, \
+    load_checkpoint, unreadable  # noqa: F401 - CheckpointError is part of this API
 from neumap_ros.core.decoder import decoder_hash, NeuMapDecoder
 from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
 from neumap_ros.core.map_io import atomic_write_bytes
@@ -60,10 +62,6 @@ _CHECKPOINT_KEYS = {'kind', 'version', 'identity', 'stage', 'codes_done', 'finet
                     'delta', 'positions', 'importance', 'mask', 'optimizer'}
 # It decides when a run stops, never the codes a step computes: a resumed run may change it.
 _NOT_IDENTITY = ('time_budget_s',)
-
-
-class CheckpointError(ValueError):
-    """A mapping checkpoint this run cannot resume from (the CLI prints it in one line)."""
 
 
 @dataclass
@@ -295,41 +293,13 @@ def checkpoint_identity(decoder_digest: str, feature_config: FeatureConfig,
     return json.loads(json.dumps(identity, sort_keys=True))
 
 
-def _unreadable(path) -> str:
-    return f'checkpoint {path} is unreadable or not a mapping checkpoint: delete it'
-
-
-def _valid_structure(state) -> bool:
-    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
-        return False
-    # Type checks first: comparing a tensor with a string or number is no yes or no.
-    if not isinstance(state['kind'], str) or state['kind'] != CHECKPOINT_KIND or \
-            type(state['version']) is not int or state['version'] != CHECKPOINT_VERSION:
-        return False
-    try:
-        json.dumps(state['identity'])   # plain values only: compared with == below
-    except (TypeError, ValueError):
-        return False
+def _valid_structure(state: dict) -> bool:
     counts = (state['codes_done'], state['finetune_done'])
-    return (isinstance(state['identity'], dict) and isinstance(state['stage'], str)
-            and state['stage'] in _STAGES
+    return (isinstance(state['stage'], str) and state['stage'] in _STAGES
             and all(type(count) is int and count >= 0 for count in counts)
             and all(isinstance(state[name], torch.Tensor) and state[name].dim() == 2
                     for name in ('delta', 'positions', 'importance', 'mask'))
             and isinstance(state['optimizer'], dict))
-
-
-def _identity_differences(stored: dict, expected: dict) -> list:
-    names = {'decoder': 'decoder (--weights)', 'frames': 'frames or their poses',
-             'observations': 'keypoints or 3D points of the frames'}
-    differences = []
-    for key, value in expected.items():
-        if key in ('features', 'mapping') and isinstance(stored.get(key), dict):
-            differences += [f'{key}.{name}' for name in sorted(set(value) | set(stored[key]))
-                            if value.get(name) != stored[key].get(name)]
-        elif stored.get(key) != value:
-            differences.append(names.get(key, key))
-    return differences
 
 
 def read_checkpoint(path, identity: dict) -> Optional[dict]:
@@ -341,20 +311,12 @@ def read_checkpoint(path, identity: dict) -> Optional[dict]:
     :class:`CheckpointError` in one line: a foreign checkpoint must never put its codes in a
     map of other frames or under another decoder's hash.
     """
-    if not path or not Path(path).exists():
-        return None
-    try:
-        # weights_only: a checkpoint is data; a file found on disk must never run code.
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:   # torch raises many kinds for garbage (unpickling, zip, EOF, OS...)
-        raise CheckpointError(_unreadable(path)) from None
-    if not _valid_structure(state):
-        raise CheckpointError(_unreadable(path))
-    differences = _identity_differences(state['identity'], identity)
-    if differences:
-        raise CheckpointError(f'checkpoint {path} belongs to another mapping run (it differs '
-                              f'in {", ".join(differences)}): delete it or choose another '
-                              'checkpoint path')
+    state = load_checkpoint(path, CHECKPOINT_KIND, CHECKPOINT_VERSION, _CHECKPOINT_KEYS,
+                            'mapping', _valid_structure)
+    if state is not None:
+        check_identity(state['identity'], identity, path, 'mapping', ('features', 'mapping'),
+                       {'decoder': 'decoder (--weights)', 'frames': 'frames or their poses',
+                        'observations': 'keypoints or 3D points of the frames'})
     return state
 
 
@@ -417,7 +379,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         try:
             codes.load_state_dict(resume)
         except ValueError:
-            raise CheckpointError(_unreadable(checkpoint_path)) from None
+            raise unreadable(checkpoint_path, 'mapping') from None
         stage = resume['stage']
         done = {'codes': resume['codes_done'], 'finetune': resume['finetune_done']}
         LOG.info('resuming mapping from %s (%s, step %d)', checkpoint_path, stage,

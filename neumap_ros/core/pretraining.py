@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import distributed as dist
 
+from neumap_ros.core.checkpoints import check_identity, CheckpointError, \
+    load_checkpoint, unreadable  # noqa: F401 - CheckpointError is part of this API
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
 from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.progress import progress_bar
@@ -50,10 +52,6 @@ _CHECKPOINT_KEYS = {'kind', 'version', 'identity', 'model', 'decoder_optimizer',
                     'code_optimizer', 'step', 'history'}
 # They decide when a run stops or saves, never the weights it ends with.
 _NOT_IDENTITY = ('time_budget_s', 'checkpoint_every')
-
-
-class CheckpointError(ValueError):
-    """A checkpoint this run cannot resume from (the CLI prints it in one line)."""
 
 
 @dataclass
@@ -210,42 +208,15 @@ def scenes_digest(scenes: list) -> str:
     return digest.hexdigest()
 
 
-def _unreadable(path) -> str:
-    return f'checkpoint {path} is unreadable or not a pretraining checkpoint: delete it'
-
-
-def _valid_structure(state) -> bool:
-    if not isinstance(state, dict) or set(state) != _CHECKPOINT_KEYS:
-        return False
-    # Types first: == on a tensor gives a tensor, not a yes or no.
-    if not isinstance(state['kind'], str) or state['kind'] != CHECKPOINT_KIND or \
-            type(state['version']) is not int or state['version'] != CHECKPOINT_VERSION:
-        return False
-    try:
-        json.dumps(state['identity'])
-    except (TypeError, ValueError):
-        return False
+def _valid_structure(state: dict) -> bool:
     step, history = state['step'], state['history']
-    return (isinstance(state['identity'], dict) and isinstance(state['model'], dict)
+    return (isinstance(state['model'], dict)
             and all(isinstance(t, torch.Tensor) for t in state['model'].values())
             and isinstance(state['decoder_optimizer'], dict)
             and isinstance(state['code_optimizer'], dict)
             and type(step) is int and step >= 0 and isinstance(history, list)
             and all(isinstance(row, list) and len(row) == 3
                     and all(type(v) in (int, float) for v in row) for row in history))
-
-
-def _identity_differences(stored: dict, expected: dict) -> list:
-    names = {'parent': 'initial decoder (--init)', 'data': 'training data',
-             'scenes': 'training scenes'}
-    differences = []
-    for key, value in expected.items():
-        if key == 'training' and isinstance(stored.get(key), dict):
-            differences += [f'training.{name}' for name in sorted(set(value) | set(stored[key]))
-                            if value.get(name) != stored[key].get(name)]
-        elif stored.get(key) != value:
-            differences.append(names.get(key, key))
-    return differences
 
 
 def read_checkpoint(path, identity: dict) -> Optional[dict]:
@@ -257,28 +228,21 @@ def read_checkpoint(path, identity: dict) -> Optional[dict]:
     failure raises :class:`CheckpointError` in one line: a foreign checkpoint must never
     replace the weights a run was asked to start from.
     """
-    if not path or not Path(path).exists():
+    state = load_checkpoint(path, CHECKPOINT_KIND, CHECKPOINT_VERSION, _CHECKPOINT_KEYS,
+                            'pretraining', _valid_structure)
+    if state is None:
         return None
-    try:
-        # weights_only: a checkpoint is data; a file found on disk must never run code.
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:   # torch raises many kinds for garbage (unpickling, zip, EOF, OS...)
-        raise CheckpointError(_unreadable(path)) from None
-    if not _valid_structure(state):
-        raise CheckpointError(_unreadable(path))
     iterations = identity.get('training', {}).get('iterations')
     if iterations is not None and state['step'] > iterations:
-        raise CheckpointError(_unreadable(path))
+        raise unreadable(path, 'pretraining')
     _check_identity(state, identity, path)
     return state
 
 
 def _check_identity(state: dict, identity: dict, path) -> None:
-    differences = _identity_differences(state['identity'], identity)
-    if differences:
-        raise CheckpointError(f'checkpoint {path} belongs to another training run (it '
-                              f'differs in {", ".join(differences)}): delete it or choose '
-                              'another checkpoint path')
+    check_identity(state['identity'], identity, path, 'training', ('training',),
+                   {'parent': 'initial decoder (--init)', 'data': 'training data',
+                    'scenes': 'training scenes'})
 
 
 def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progress: bool = True,
@@ -329,7 +293,7 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
             decoder_optimizer.load_state_dict(resume['decoder_optimizer'])
             code_optimizer.load_state_dict(resume['code_optimizer'])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError):
-            raise CheckpointError(_unreadable(checkpoint_path)) from None
+            raise unreadable(checkpoint_path, 'pretraining') from None
         start, history = resume['step'], list(resume['history'])
         LOG.info('resumed pretraining at step %d from %s', start, checkpoint_path)
 
