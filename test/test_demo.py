@@ -36,16 +36,17 @@ def small_demo(monkeypatch, ros_domain):
 
 def test_demo_maps_replays_and_reports(small_demo, tmp_path, capsys):
     """Both maps, a bag, the ROS replay, both reports and the plot; the floor is checked."""
-    assert demo.run_demo(tmp_path, quiet=True) == 0
+    output = tmp_path / 'demo'   # tmp_path holds the ROS logs of the test
+    assert demo.run_demo(output, quiet=True) == 0
     printed = capsys.readouterr().out
     assert 'neural (ROS replay)' in printed and 'features (offline)' in printed
-    replay = json.loads((tmp_path / 'replay' / 'report.json').read_text())
-    baseline = json.loads((tmp_path / 'baseline_report.json').read_text())
+    replay = json.loads((output / 'replay' / 'report.json').read_text())
+    baseline = json.loads((output / 'baseline_report.json').read_text())
     assert replay['queries'] == baseline['queries'] == 6
     assert replay['recall']['0.05m_5deg'] >= demo.DEMO_FLOOR
     assert 0 < replay['map_bytes'] < baseline['map_bytes']
-    assert (tmp_path / 'demo.png').stat().st_size > 10_000
-    assert (tmp_path / 'replay' / 'estimate.tum').is_file()
+    assert (output / 'demo.png').stat().st_size > 10_000
+    assert (output / 'replay' / 'estimate.tum').is_file()
 
 
 def test_demo_never_clears_a_folder_it_does_not_own(tmp_path):
