@@ -274,6 +274,8 @@ def cmd_evaluate_bag(args) -> int:
 
 
 RECTIFIED_HELP = 'the images are rectified (image_rect): use camera_info P, not K and D'
+QUERY_SIDE_HELP = ('detect query keypoints on images downscaled to this side (0: full '
+                   'resolution; default: as the map was built)')
 
 
 def _add_bag_commands(commands) -> None:
@@ -340,9 +342,7 @@ def _add_bag_commands(commands) -> None:
     evaluate.add_argument('--device', default='auto')
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
-    evaluate.add_argument('--max-image-side', type=int,
-                          help='detect query keypoints on images downscaled to this side '
-                               '(0: full resolution; default: as the map was built)')
+    evaluate.add_argument('--max-image-side', type=int, help=QUERY_SIDE_HELP)
     evaluate.add_argument('--top-voxels', type=int)
     evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)
@@ -520,9 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--device', default='auto')
     evaluate.add_argument('--weights', help='decoder weights the map was built with')
     evaluate.add_argument('--max-keypoints', type=int)
-    evaluate.add_argument('--max-image-side', type=int,
-                          help='detect query keypoints on images downscaled to this side '
-                               '(0: full resolution; default: as the map was built)')
+    evaluate.add_argument('--max-image-side', type=int, help=QUERY_SIDE_HELP)
     evaluate.add_argument('--top-voxels', type=int)
     evaluate.add_argument('--voting-keypoints', type=int)
     evaluate.add_argument('--min-inliers', type=int)

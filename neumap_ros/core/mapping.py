@@ -352,10 +352,13 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         raise ValueError(f'only {int(valid.sum())} keypoints have 3D points: too few to map')
     digest = decoder_hash(decoder)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    identity = checkpoint_identity(digest, feature_config, config, observations.frame_names,
-                                   observations.poses, observations)
-    # Before tracks and samples: a foreign or corrupt checkpoint ends the run now.
-    resume = read_checkpoint(checkpoint_path, identity)
+    identity = resume = None
+    if checkpoint_path is not None:   # hashing every descriptor is only needed for one
+        identity = checkpoint_identity(digest, feature_config, config,
+                                       observations.frame_names, observations.poses,
+                                       observations)
+        # Before tracks and samples: a foreign or corrupt checkpoint ends the run now.
+        resume = read_checkpoint(checkpoint_path, identity)
     grid = mapping_grid(observations, config)
     if len(grid) == 0:
         raise ValueError('no voxel has enough support; lower min_points_per_voxel or '
