@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save
 import torch
 
 from neumap_ros.core.decoder import decoder_hash, DecoderConfig, NeuMapDecoder
@@ -37,8 +37,8 @@ from neumap_ros.core.decoder_weights import load_decoder, save_decoder
 from neumap_ros.core.feature_map import FeatureMap
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.localizer import load_localizer, map_method
-from neumap_ros.core.map_io import MapFormatError, METADATA_KEY, read_tensor_file, \
-    write_tensor_file
+from neumap_ros.core.map_io import CHECKSUM_KEY, MapFormatError, METADATA_KEY, \
+    read_tensor_file, write_tensor_file
 from neumap_ros.core.neural_map import as_stored, NeuralMap
 from neumap_ros.core.retrieval import Vocabulary
 from neumap_ros.core.voxels import VoxelGrid
@@ -345,6 +345,48 @@ def test_flipped_header_bytes_are_refused(tmp_path, neural_map_file):
         target.write_bytes(corrupted)
         with pytest.raises(MapFormatError):
             NeuralMap.load(target)
+
+
+@pytest.mark.parametrize('kind', sorted(LOADERS))
+def test_damaged_tensor_data_is_refused_by_its_checksum(scratch_dir, kind, feature_map_file,
+                                                        neural_map_file, decoder_file):
+    """
+    Any flipped bit in the tensor data is refused, also where the value stays plausible.
+
+    Without the checksum a changed code, point or weight loads and localizes wrongly.
+    """
+    source = {'features': feature_map_file, 'neural': neural_map_file,
+              'decoder': decoder_file}[kind]
+    data = source.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], 'little')
+    target = scratch_dir / 'damaged.safetensors'
+    rng = np.random.default_rng(3)
+    for position in rng.integers(header_end, len(data), 60):
+        corrupted = bytearray(data)
+        corrupted[position] ^= 1 << int(rng.integers(8))
+        target.write_bytes(bytes(corrupted))
+        with pytest.raises(MapFormatError, match='checksum'):
+            LOADERS[kind](target)
+
+
+def test_files_without_a_checksum_still_load(tmp_path, neural_map_file):
+    """Files written before checksums existed have none and load as before."""
+    tensors, metadata = raw_contents(neural_map_file)
+    assert CHECKSUM_KEY in metadata
+    del metadata[CHECKSUM_KEY]
+    older = tmp_path / 'older.safetensors'
+    older.write_bytes(save(tensors, metadata={METADATA_KEY: json.dumps(metadata)}))
+    loaded = NeuralMap.load(older)
+    np.testing.assert_array_equal(loaded.positions, NeuralMap.load(neural_map_file).positions)
+
+
+def test_shipped_decoders_carry_a_checksum():
+    """The decoders in the package are protected like the maps built with them."""
+    shipped = sorted(pathlib.Path(__file__).parents[1].glob('neumap_ros/weights/*.safetensors'))
+    assert len(shipped) >= 2
+    for path in shipped:
+        assert CHECKSUM_KEY in raw_contents(path)[1], path.name
+        load_decoder(path)
 
 
 def test_wrong_kind_is_refused(feature_map_file, neural_map_file, decoder_file):

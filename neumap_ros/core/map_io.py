@@ -16,11 +16,14 @@
 Safe, atomic storage of tensors plus JSON metadata in one safetensors file.
 
 Maps and decoder weights use this format: plain arrays and a JSON document in the safetensors
-header. Reading never executes code; every file is checked before use. Writing goes to a
-temporary file in the target folder, is flushed to disk, and is renamed over the target, so a
-crash never leaves a half-written map behind.
+header. Reading never executes code; every file is checked before use, including a SHA-256
+of its tensor data recorded in the metadata, so a map damaged on its way to a robot (a flipped
+bit in a code leaves the file loadable) is refused instead of localizing wrongly. Writing goes
+to a temporary file in the target folder, is flushed to disk, and is renamed over the target,
+so a crash never leaves a half-written map behind.
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 METADATA_KEY = 'neumap'
+CHECKSUM_KEY = 'tensors_sha256'
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
@@ -91,9 +95,20 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def tensors_digest(tensors: dict) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        digest.update(f'{name};{array.dtype.str};{array.shape};'.encode())
+        digest.update(array.data if array.size else b'')
+    return digest.hexdigest()
+
+
 def write_tensor_file(path, tensors: dict, metadata: dict) -> int:
     """Store numpy ``tensors`` and JSON ``metadata``; returns the file size in bytes."""
     arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    metadata = dict(metadata, **{CHECKSUM_KEY: tensors_digest(arrays)})
     data = save(arrays, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
     atomic_write_bytes(path, data)
     return len(data)
@@ -126,6 +141,11 @@ def read_tensor_file(path, kind: str, supported_versions) -> tuple:
         tensors = load(data)
     except (SafetensorError, ValueError) as error:
         raise MapFormatError(f'{path} is corrupt: {error}')
+    # Files written before checksums existed have none; any file written since has one.
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and expected != tensors_digest(tensors):
+        raise MapFormatError(f'{path} is corrupt: its tensor data does not match the checksum '
+                             f'written with it (damaged in storage or transfer?)')
     return tensors, metadata
 
 
