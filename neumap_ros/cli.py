@@ -20,58 +20,20 @@ one-line message and exit status 2 instead of a traceback.
 """
 
 import argparse
-from dataclasses import fields, replace
+from dataclasses import replace
 import json
 import logging
 import math
 from pathlib import Path
-import re
 import sys
 
-import yaml
+from neumap_ros.core.settings import load_settings_file, with_overrides
 
 LOG = logging.getLogger('neumap')
 
 
 class UsageError(Exception):
     """A user mistake worth one clear line (bad path, bad option combination...)."""
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """Safe loading with YAML 1.2 floats: ``1e-3`` is a number (PyYAML reads a string)."""
-
-
-_YamlLoader.add_implicit_resolver(
-    'tag:yaml.org,2002:float',
-    re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'), list('-+0123456789'))
-
-
-def _load_yaml(path, sections=None) -> dict:
-    """
-    Read a settings file; with ``sections``, the only top-level keys it may have.
-
-    A misspelt section (``maping:``) would otherwise be ignored and the defaults used; an
-    empty one (``mapping:`` alone) is taken as empty.
-    """
-    if not path:
-        return {}
-    try:
-        data = yaml.load(Path(path).read_text(), Loader=_YamlLoader) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise UsageError(f'cannot read config {path}: {error}')
-    if not isinstance(data, dict):
-        raise UsageError(f'config {path} must be a mapping of settings')
-    if sections is not None:
-        unknown = sorted(str(key) for key in set(data) - set(sections))
-        if unknown:
-            raise UsageError(f'config {path}: unknown sections {unknown}; this command reads '
-                             f'{list(sections)}')
-    for key, value in list(data.items()):
-        if value is None:
-            data[key] = {}
-        elif sections is not None and not isinstance(value, dict):
-            raise UsageError(f'config {path}: section {key} must be a mapping of settings')
-    return data
 
 
 def _number(kind, minimum):
@@ -86,15 +48,6 @@ def _number(kind, minimum):
         return value
     parse.__name__ = kind.__name__   # argparse names the type in its messages
     return parse
-
-
-def _apply(config, overrides: dict, source: str):
-    known = {f.name for f in fields(config)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise UsageError(f'unknown settings in {source}: {sorted(unknown)}; '
-                         f'known: {sorted(known)}')
-    return replace(config, **overrides)
 
 
 def _feature_config(args, base=None):
@@ -115,7 +68,7 @@ def _feature_config(args, base=None):
 def mapping_config(args, settings: dict):
     """Return build-map's mapping settings: defaults, then the --config file, then flags."""
     from neumap_ros.core.mapping import MappingConfig
-    mapping = _apply(MappingConfig(), settings.get('mapping', {}), args.config or 'config')
+    mapping = with_overrides(MappingConfig(), settings.get('mapping', {}), args.config or 'config')
     overrides = {k: v for k, v in {
         'voxel_size': args.voxel_size, 'iterations': args.iterations,
         'time_budget_s': args.time_budget, 'code_precision': args.precision,
@@ -132,11 +85,11 @@ def cmd_build_map(args) -> int:
     from neumap_ros.core.map_building import build_map, BuildRequest
     if resolve_device(args.device).type != 'cpu':
         LOG.info('--device %s: code optimisation runs on the CPU in this release', args.device)
-    settings = _load_yaml(args.config, ('mapping', 'features'))
+    settings = load_settings_file(args.config, ('mapping', 'features'))
     mapping = mapping_config(args, settings)
     from neumap_ros.core.features import FeatureConfig
-    features = _feature_config(args, _apply(FeatureConfig(), settings.get('features', {}),
-                                            args.config or 'config'))
+    features = _feature_config(args, with_overrides(
+        FeatureConfig(), settings.get('features', {}), args.config or 'config'))
     summary = build_map(BuildRequest(
         Path(args.dataset), args.split, Path(args.out), args.method, features, mapping,
         Path(args.weights) if args.weights else None, not args.quiet,
@@ -375,13 +328,14 @@ def cmd_train(args) -> int:
     card = Path(args.model_card or default_model_card(args.out))
     # Not after an hour of rendering and training.
     require_writable(args.out, card, args.checkpoint, args.history)
-    settings = _load_yaml(args.config, ('data', 'features', 'training'))
+    settings = load_settings_file(args.config, ('data', 'features', 'training'))
     try:
         training = PretrainConfig.from_dict(settings.get('training', {}))
     except (TypeError, ValueError) as error:
         raise UsageError(f'{args.config}: {error}')
-    data = _apply(TrainingData(), settings.get('data', {}), args.config or 'config')
-    features = _apply(FeatureConfig(), settings.get('features', {}), args.config or 'config')
+    source = args.config or 'config'
+    data = with_overrides(TrainingData(), settings.get('data', {}), source)
+    features = with_overrides(FeatureConfig(), settings.get('features', {}), source)
     overrides = {k: v for k, v in {'iterations': args.iterations,
                                    'time_budget_s': args.time_budget}.items() if v is not None}
     training = replace(training, **overrides)   # checked again (PretrainConfig)

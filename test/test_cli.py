@@ -29,8 +29,9 @@ import cv2
 import pytest
 
 import neumap_ros
-from neumap_ros.cli import _load_yaml, _localizer_options, build_parser, mapping_config
+from neumap_ros.cli import _localizer_options, build_parser, mapping_config
 from neumap_ros.core.decoder_weights import SHIPPED_WEIGHTS
+from neumap_ros.core.settings import load_settings_file
 
 SCENE = '7scenes-redkitchen'
 MAP_FRAMES = [f'frame-{i:06d}' for i in range(0, 200, 10)]
@@ -287,7 +288,7 @@ def test_shipped_mapping_presets_load_through_the_settings_layer(preset, expecte
     path = pathlib.Path(neumap_ros.__file__).resolve().parents[1] / 'config' / preset
     args = build_parser().parse_args(['build-map', 'data', '--out', 'm.safetensors',
                                       '--config', str(path)])
-    settings = mapping_config(args, _load_yaml(path))
+    settings = mapping_config(args, load_settings_file(path))
     changed = {key: value for key, value in settings.to_dict().items()
                if value != getattr(MappingConfig(), key)}
     assert changed == expected

@@ -260,10 +260,10 @@ def test_cached_scenes_are_keyed_by_every_keypoint_setting(tiny_setup):
 
 def test_config_files_read_exponents_as_numbers(tmp_path):
     """``decoder_lr: 1e-3`` is a float (PyYAML alone reads YAML 1.1's string)."""
-    from neumap_ros.cli import _load_yaml
+    from neumap_ros.core.settings import load_settings_file
     path = tmp_path / 'lr.yaml'
     path.write_text('training: {decoder_lr: 1e-3, code_lr: 3.0e-3, seed: 7, name: 1e3x}\n')
-    training = _load_yaml(path)['training']
+    training = load_settings_file(path)['training']
     assert training == {'decoder_lr': 0.001, 'code_lr': 0.003, 'seed': 7, 'name': '1e3x'}
     assert PretrainConfig.from_dict({'decoder_lr': training['decoder_lr']}).decoder_lr == 1e-3
 

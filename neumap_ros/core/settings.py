@@ -13,18 +13,75 @@
 # limitations under the License.
 
 """
-Checks for settings dataclasses, whose values arrive from YAML files, flags and map files.
+Settings dataclasses: reading them from YAML files, overriding them, and checking them.
 
-A string where a number belongs (``max_keypoints: "512"``) or a negative size would otherwise
-fail deep inside OpenCV or torch, minutes into a build. Each settings class calls
-:func:`check_settings` when it is made, so the mistake is named where it was made.
+Their values arrive from YAML files, flags, node parameters and map files. A string where a
+number belongs (``max_keypoints: "512"``) or a negative size would otherwise fail deep inside
+OpenCV or torch, minutes into a build. Each settings class calls :func:`check_settings` when
+it is made, so the mistake is named where it was made. The command line and the map builder
+node read settings files the same way, through :func:`load_settings_file`.
 """
 
-from dataclasses import fields
+from dataclasses import fields, replace
 import math
+from pathlib import Path
+import re
 from typing import Optional
 
+import yaml
+
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+
+class SettingsError(ValueError):
+    """A settings file or override that cannot be used, said in one line."""
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Safe loading with YAML 1.2 floats: ``1e-3`` is a number (PyYAML reads a string)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'), list('-+0123456789'))
+
+
+def load_settings_file(path, sections=None) -> dict:
+    """
+    Read a settings file ({} for no path); with ``sections``, the only top-level keys it may have.
+
+    A misspelt section (``maping:``) would otherwise be ignored and the defaults used; an
+    empty one (``mapping:`` alone) is taken as empty.
+    """
+    if not path:
+        return {}
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=_YamlLoader) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SettingsError(f'cannot read config {path}: {error}')
+    if not isinstance(data, dict):
+        raise SettingsError(f'config {path} must be a mapping of settings')
+    if sections is not None:
+        unknown = sorted(str(key) for key in set(data) - set(sections))
+        if unknown:
+            raise SettingsError(f'config {path}: unknown sections {unknown}; this command '
+                                f'reads {list(sections)}')
+    for key, value in list(data.items()):
+        if value is None:
+            data[key] = {}
+        elif sections is not None and not isinstance(value, dict):
+            raise SettingsError(f'config {path}: section {key} must be a mapping of settings')
+    return data
+
+
+def with_overrides(config, overrides: dict, source: str):
+    """Return ``config`` with ``overrides`` applied; unknown names (typos) are an error."""
+    known = {f.name for f in fields(config)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise SettingsError(f'unknown settings in {source}: {sorted(unknown)}; '
+                            f'known: {sorted(known)}')
+    return replace(config, **overrides)
 
 
 def check_settings(settings, at_least: Optional[dict] = None,

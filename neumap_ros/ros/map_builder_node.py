@@ -198,16 +198,13 @@ class MapBuilderNode(Node):
         return SetParametersResult(successful=True)
 
     def _settings(self):
-        from neumap_ros.cli import _apply, _load_yaml, UsageError
         from neumap_ros.core.features import FeatureConfig
         from neumap_ros.core.mapping import MappingConfig
-        try:
-            settings = _load_yaml(self.p['config_file'], ('mapping', 'features'))
-            source = self.p['config_file'] or 'config'
-            return (_apply(MappingConfig(), settings.get('mapping', {}), source),
-                    _apply(FeatureConfig(), settings.get('features', {}), source))
-        except UsageError as error:
-            raise ValueError(str(error))
+        from neumap_ros.core.settings import load_settings_file, with_overrides
+        settings = load_settings_file(self.p['config_file'], ('mapping', 'features'))
+        source = self.p['config_file'] or 'config'
+        return (with_overrides(MappingConfig(), settings.get('mapping', {}), source),
+                with_overrides(FeatureConfig(), settings.get('features', {}), source))
 
     # --- live collection --------------------------------------------------------------------
 
