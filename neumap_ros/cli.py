@@ -203,10 +203,13 @@ def cmd_bag_to_dataset(args) -> int:
         Path(args.bag), Path(args.out), args.image_topic, args.camera_info_topic,
         args.gt_topic, args.depth_topic, args.world_frame, args.camera_frame, args.every,
         args.max_frames, args.split_name, args.sync_tolerance,
-        progress=_bag_progress(args, 'extract'), rectified_input=args.rectified)
+        progress=_bag_progress(args, 'extract'), rectified_input=args.rectified,
+        keyframe_translation_m=args.keyframe_translation,
+        keyframe_rotation_deg=args.keyframe_rotation)
     print(f'wrote {summary.frames} frames to {summary.path} (poses from {summary.pose_source}'
-          f', {summary.skipped_without_pose} skipped); build a map with: neumap build-map '
-          f'{summary.path} --split {summary.split} --out MAP')
+          f', {summary.skipped_without_pose} skipped, {summary.not_keyframes} too close to a '
+          f'keyframe); build a map with: neumap build-map {summary.path} --split '
+          f'{summary.split} --out MAP')
     return 0
 
 
@@ -266,6 +269,11 @@ def _add_bag_commands(commands) -> None:
                             help='keep every n-th image')
     to_dataset.add_argument('--max-frames', type=_number(int, 0), default=0,
                             help='stop after this many frames written (0: all)')
+    to_dataset.add_argument('--keyframe-translation', type=_number(float, 0.0), default=0.0,
+                            metavar='M', help='write an image only once the camera moved this '
+                                              'far since the last one written ...')
+    to_dataset.add_argument('--keyframe-rotation', type=_number(float, 0.0), default=0.0,
+                            metavar='DEG', help='... or turned this much (both 0: every image)')
     to_dataset.add_argument('--split-name', default='all')
     to_dataset.add_argument('--sync-tolerance', type=_number(float, 0.0), default=0.0,
                             help='seconds between image and calibration/pose stamps')

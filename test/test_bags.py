@@ -464,6 +464,27 @@ def test_max_frames_counts_frames_used(bags, feature_map, tmp_path):
     assert report['queries'] == 2 and report['images_without_ground_truth'] == 1
 
 
+def test_keyframes_are_chosen_by_camera_motion(bags, kitchen, tmp_path):
+    """With keyframe distances only images far enough from the last written one are kept."""
+    poses = [kitchen.frames[name].T_world_camera for name in FRAMES]
+    steps = [np.linalg.norm(b[:3, 3] - a[:3, 3]) for a, b in zip(poses, poses[1:])]
+    threshold = float(np.median(steps)) * 1.5    # some frames fall under it, not all
+    expected, last = [0], poses[0]
+    for index, T in enumerate(poses[1:], start=1):
+        if np.linalg.norm(T[:3, 3] - last[:3, 3]) >= threshold:
+            expected.append(index)
+            last = T
+    assert 1 < len(expected) < len(FRAMES)
+    summary = bag_to_dataset(bags['sqlite3'].path, tmp_path / 'ds',
+                             keyframe_translation_m=threshold, keyframe_rotation_deg=180.0)
+    assert summary.frames == len(expected)
+    assert summary.not_keyframes == len(FRAMES) - len(expected)
+    dataset = open_dataset(tmp_path / 'ds')
+    for written, index in enumerate(expected):
+        np.testing.assert_allclose(dataset.frames[f'frame-{written:06d}'].T_world_camera,
+                                   poses[index], atol=1e-8)
+
+
 def test_tf_of_a_long_bag_is_all_kept(shared_data_dir, tmp_path):
     """
     Poses from TF are found for every image of a bag longer than a live TF cache.

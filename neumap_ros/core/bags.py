@@ -51,6 +51,7 @@ from neumap_ros.core.camera import CameraError, PinholeCamera
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.geometry import invert_transform, make_transform, quaternion_xyzw, \
     rotation_from_quaternion_xyzw
+from neumap_ros.core.keyframes import KeyframeSelector
 from neumap_ros.core.pose_timeline import PoseTimeline
 from neumap_ros.core.sensor_data import camera_from_calibration, decode_compressed, \
     decode_depth, decode_image, ImageConversionError
@@ -607,6 +608,7 @@ class DatasetSummary:
     has_depth: bool
     pose_source: str
     split: str
+    not_keyframes: int = 0     # posed images left out: too close to the last keyframe
 
 
 def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
@@ -615,7 +617,8 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
                    camera_frame: Optional[str] = None, every: int = 1, max_frames: int = 0,
                    split_name: str = 'all', sync_tolerance_s: float = 0.0,
                    progress: Optional[Callable[[int, int], None]] = None,
-                   rectified_input: bool = False) -> DatasetSummary:
+                   rectified_input: bool = False, keyframe_translation_m: float = 0.0,
+                   keyframe_rotation_deg: float = 0.0) -> DatasetSummary:
     """
     Write a bag's posed images as a 7-Scenes-layout dataset that ``build-map`` reads.
 
@@ -624,8 +627,12 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     ``rgb-camera-intrinsics.txt``, ``split-<split_name>.txt`` and ``timestamps.txt``. Distorted
     images are undistorted first, since the layout stores a pinhole K only. Images without a
     pose are skipped and counted. With ``rectified_input`` the images are taken as rectified
-    (camera_info P, no distortion). Raises BagError when nothing usable is found.
+    (camera_info P, no distortion). With keyframe distances, an image is written only once
+    the camera moved ``keyframe_translation_m`` or turned ``keyframe_rotation_deg`` since the
+    last written one (after ``every``; ``max_frames`` counts written frames). Raises BagError
+    when nothing usable is found.
     """
+    keyframes = KeyframeSelector(keyframe_translation_m, keyframe_rotation_deg)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.glob('frame-*')):
         raise BagError(f'{out_dir} already holds frames; choose an empty folder')
@@ -635,22 +642,23 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix='.partial-', dir=out_dir))
     try:
-        names, skipped, has_depth, source = _write_frames(
+        names, skipped, has_depth, source, close = _write_frames(
             bag, staging, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
             camera_frame, every, max_frames, split_name, sync_tolerance_s, progress,
-            rectified_input)
+            rectified_input, keyframes)
         for item in staging.iterdir():
             os.replace(item, out_dir / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name)
+    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name, close)
 
 
 def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, depth_topic,
                   world_frame, camera_frame, every, max_frames, split_name, sync_tolerance_s,
-                  progress, rectified_input=False) -> tuple:
+                  progress, rectified_input, keyframes: KeyframeSelector) -> tuple:
     """Write the dataset files of :func:`bag_to_dataset` into ``out_dir``."""
     names, stamps = [], []
+    close = 0     # posed images too near the last keyframe
     K = None
     has_depth = bool(depth_topic)
     with BagReader(bag, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
@@ -696,6 +704,11 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
             if has_depth and depth is None:
                 skip('no depth')
                 continue
+            if not keyframes.is_keyframe(frame.T_world_camera):
+                close += 1
+                if progress:
+                    progress(len(names) + close + sum(reasons.values()), max(total, 1))
+                continue
             name = f'frame-{len(names):06d}'
             cv2.imwrite(str(out_dir / f'{name}.color.png'), image)
             np.savetxt(out_dir / f'{name}.pose.txt', frame.T_world_camera, fmt='%.9f')
@@ -704,8 +717,9 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                             np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16))
             names.append(name)
             stamps.append(frame.stamp_ns)
+            keyframes.accept(frame.T_world_camera)
             if progress:
-                progress(len(names) + sum(reasons.values()), max(total, 1))
+                progress(len(names) + close + sum(reasons.values()), max(total, 1))
             if max_frames and len(names) >= max_frames:   # frames written, not read
                 break
         source = reader.pose_source()
@@ -718,7 +732,7 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
     (out_dir / f'split-{split_name}.txt').write_text('\n'.join(names) + '\n')
     (out_dir / 'timestamps.txt').write_text(
         ''.join(f'{n} {s}\n' for n, s in zip(names, stamps)))
-    return names, skipped, has_depth, source
+    return names, skipped, has_depth, source, close
 
 
 # --- offline evaluation -----------------------------------------------------------------------

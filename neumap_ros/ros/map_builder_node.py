@@ -17,7 +17,7 @@ Build a NeuMap (or feature-matching) map from ROS data (``map_builder_node``).
 
 Two sources:
 
-* a rosbag2 (``bag_path`` set): its posed images are extracted with
+* a rosbag2 (``bag_path`` set): its posed keyframes (as below) are extracted with
   :func:`neumap_ros.core.bags.bag_to_dataset` and the map is built at once; the node exits when
   done (status 0, or 1 on failure) unless ``exit_when_done`` is false.
 * live topics: ``image`` + ``camera_info`` (+ ``depth`` when ``use_depth``), posed by a
@@ -56,7 +56,7 @@ from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from neumap_ros.core.geometry import rotation_angle_deg
+from neumap_ros.core.keyframes import KeyframeSelector
 from neumap_ros.core.observations import check_registered_depth
 from neumap_ros.core.sensor_data import decode_depth
 from neumap_ros.core.stamp_sync import StampSynchronizer
@@ -90,8 +90,8 @@ PARAMETERS = {
                                'distortion'),
     'every': (1, 'bag: use every n-th image'),
     'max_frames': (0, 'most frames used (0: all)'),
-    'keyframe_translation': (0.05, 'live: metres between keyframes'),
-    'keyframe_rotation_deg': (5.0, 'live: degrees between keyframes'),
+    'keyframe_translation': (0.05, 'metres of camera travel between keyframes (live and bag)'),
+    'keyframe_rotation_deg': (5.0, 'degrees of turn between keyframes (both 0: every frame)'),
     'image_qos': ('sensor_data', 'sensor_data, reliable or system_default'),
     'sync_tolerance': (0.0, 'largest image/camera_info/pose/depth stamp difference (s)'),
     # Longer than a DDS reliable retransmission (Fast DDS heartbeats every 3 s): a large
@@ -179,7 +179,8 @@ class MapBuilderNode(Node):
         self.skipped = {'no_pose': 0, 'no_depth': 0, 'no_frame_id': 0, 'queue_full': 0,
                         'bad': 0, 'write_failed': 0}
         self._skipped_reported = 0   # skipped frames at the last diagnostics message
-        self.last_keyframe = None
+        self.keyframes = KeyframeSelector(self.p['keyframe_translation'],
+                                          self.p['keyframe_rotation_deg'])
         if self.p['bag_path']:
             # Steady: a bag build has no /clock, so a sim-time timer would never fire.
             self._once = self.create_timer(0.1, self._start_bag_build,
@@ -318,18 +319,10 @@ class MapBuilderNode(Node):
             self._stage_frame(pair, pose, depth)
         self.pending = keep
 
-    def _is_keyframe(self, pose: np.ndarray) -> bool:
-        if self.last_keyframe is None:
-            return True
-        moved = np.linalg.norm(pose[:3, 3] - self.last_keyframe[:3, 3])
-        turned = rotation_angle_deg(self.last_keyframe[:3, :3].T @ pose[:3, :3])
-        return moved >= self.p['keyframe_translation'] or \
-            turned >= self.p['keyframe_rotation_deg']
-
     def _stage_frame(self, pair, pose, depth_msg) -> None:
         if self.building or (self.p['max_frames'] and self.frames >= self.p['max_frames']):
             return
-        if not self._is_keyframe(pose):
+        if not self.keyframes.is_keyframe(pose):
             return
         try:
             image = image_to_numpy(pair.image)
@@ -383,7 +376,7 @@ class MapBuilderNode(Node):
                                     throttle_duration_sec=5.0)
             return
         self.frames += 1
-        self.last_keyframe = pose
+        self.keyframes.accept(pose)
         if self.frames % 10 == 0:
             self.get_logger().info(f'{self.frames} keyframes collected')
 
@@ -515,11 +508,14 @@ class MapBuilderNode(Node):
             self.p['depth_topic'] or None, self.p['world_frame'],
             self.p['camera_frame'] or None, self.p['every'], self.p['max_frames'],
             sync_tolerance_s=self.p['sync_tolerance'], progress=extracted,
-            rectified_input=self.p['rectified_input'])
+            rectified_input=self.p['rectified_input'],
+            keyframe_translation_m=self.p['keyframe_translation'],
+            keyframe_rotation_deg=self.p['keyframe_rotation_deg'])
         self.frames = summary.frames
         self.get_logger().info(f'extracted {summary.frames} posed frames from '
                                f'{self.p["bag_path"]} (poses from {summary.pose_source}, '
-                               f'{summary.skipped_without_pose} skipped)')
+                               f'{summary.skipped_without_pose} skipped, '
+                               f'{summary.not_keyframes} too close to a keyframe)')
         self._set('building', 0.3)
         return self._build_with_heartbeat(self._request(dataset, summary.split))
 
