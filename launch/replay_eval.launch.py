@@ -75,10 +75,19 @@ def _replay(context):
             parameters=[launch_params.bag_player_parameters(
                 arg('bag'), arg('rate'), arg('image_topic'), arg('gt_topic'),
                 arg('camera_info_topic'))])
-    bag_done = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
-        LogInfo(msg='bag finished; the evaluator reports once the last frames are answered'),
-        TimerAction(period=SAFETY_SECONDS,
-                    actions=[EmitEvent(event=Shutdown(reason='evaluator did not finish'))])]))
+
+    def player_exited(event, _):
+        if event.returncode != 0:
+            # A bag that cannot be played (missing, empty, damaged) ends the replay now,
+            # rather than after the evaluator's safety wait with nothing to score.
+            return [LogInfo(msg=f'the bag player failed (exit {event.returncode}); stopping'),
+                    EmitEvent(event=Shutdown(reason='bag player failed'))]
+        return [LogInfo(msg='bag finished; the evaluator reports once the last frames are '
+                            'answered'),
+                TimerAction(period=SAFETY_SECONDS, actions=[
+                    EmitEvent(event=Shutdown(reason='evaluator did not finish'))])]
+
+    bag_done = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=player_exited))
     evaluated = RegisterEventHandler(OnProcessExit(target_action=evaluator, on_exit=[
         EmitEvent(event=Shutdown(reason='evaluation written'))]))
     return [localizer, evaluator, player, bag_done, evaluated]

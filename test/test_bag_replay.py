@@ -193,3 +193,32 @@ def test_bag_player_skips_unknown_types_and_stops_on_sigint(
                    what='the player to stop')
     assert player.popen.returncode == 130, player.log()
     assert 'Traceback' not in player.log() and len(infos) < 6
+
+
+def test_replay_qos_keeps_tf_reliable_and_static_tf_latched():
+    """A reliability override reaches images, never TF; static TF is latched in a namespace."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from neumap_ros.ros.bag_player import recorded_qos
+    image = recorded_qos('/camera/image_raw', [], 'best_effort')
+    assert image.reliability == ReliabilityPolicy.BEST_EFFORT
+    for topic in ('/tf', '/tf_static', '/robot1/tf', '/robot1/tf_static'):
+        qos = recorded_qos(topic, [], 'best_effort')
+        assert qos.reliability == ReliabilityPolicy.RELIABLE, topic
+        latched = topic.endswith('tf_static')
+        assert (qos.durability == DurabilityPolicy.TRANSIENT_LOCAL) == latched, topic
+    assert recorded_qos('/camera/tf_like', [], 'best_effort').reliability == \
+        ReliabilityPolicy.BEST_EFFORT
+
+
+def test_bag_player_refuses_a_bag_without_messages(ros_process, tmp_path):
+    """An empty bag is an error (exit 1), not a /clock at a made-up date and exit 0."""
+    from rosbags.rosbag2 import Writer
+    from neumap_ros.core.bags import typestore
+    bag = tmp_path / 'empty'
+    with Writer(bag, version=9) as writer:
+        writer.add_connection(launch_params.DEFAULT_CAMERA_INFO_TOPIC,
+                              'sensor_msgs/msg/CameraInfo', typestore=typestore())
+    player = ros_process('neumap_ros.ros.bag_player', ros_args=launch_params.ros_arguments(
+        overrides={'bag_path': str(bag), 'clock': True}))
+    assert player.popen.wait(timeout=30.0) == 1, player.log()
+    assert 'holds no messages' in player.log() and 'Traceback' not in player.log()

@@ -79,8 +79,18 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f'{package}.{kind}'), name)
 
 
+def is_tf_topic(topic: str) -> bool:
+    """Return whether a topic is TF's, also a robot's in a namespace (``/robot1/tf``)."""
+    return topic.rstrip('/').rsplit('/', 1)[-1] in ('tf', 'tf_static')
+
+
 def recorded_qos(topic: str, profiles, reliability_override: str = 'recorded') -> QoSProfile:
-    """Return the QoS to replay a topic with, from the profiles recorded in the bag."""
+    """
+    Return the QoS to replay a topic with, from the profiles recorded in the bag.
+
+    The reliability override leaves TF alone: tf2 listeners subscribe reliably and would
+    receive nothing from a best-effort publisher.
+    """
     from rosbags.interfaces import QosDurability, QosReliability
     reliability, durability, depth = ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE, 10
     if profiles:
@@ -91,11 +101,13 @@ def recorded_qos(topic: str, profiles, reliability_override: str = 'recorded') -
         if all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles):
             durability = DurabilityPolicy.TRANSIENT_LOCAL
         depth = max(max(int(p.depth or 0) for p in profiles), 1)
-    if reliability_override == 'reliable':
+    if is_tf_topic(topic):
+        reliability = ReliabilityPolicy.RELIABLE
+    elif reliability_override == 'reliable':
         reliability = ReliabilityPolicy.RELIABLE
     elif reliability_override == 'best_effort':
         reliability = ReliabilityPolicy.BEST_EFFORT
-    if topic == '/tf_static':
+    if is_tf_topic(topic) and topic.rstrip('/').endswith('tf_static'):
         durability, depth = DurabilityPolicy.TRANSIENT_LOCAL, max(depth, 100)
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, 10),
                       reliability=reliability, durability=durability)
@@ -153,6 +165,10 @@ class BagPlayer(Node):
         self.connections = [c for c in self.connections if c.topic in self.publishers_by_topic]
         if not self.connections:
             raise ValueError(f'{self.bag_path} has no topic whose message type is installed')
+        if sum(c.msgcount for c in self.connections) == 0:
+            # Its start time is then a placeholder, which /clock would publish as a date.
+            raise ValueError(f'{self.bag_path} holds no messages on '
+                             f'{sorted({c.topic for c in self.connections})}')
         self.clock_publisher = None
         if self.param['clock']:
             self.clock_publisher = self.create_publisher(
@@ -305,6 +321,11 @@ def main(args=None) -> int:
                 player.play()
                 if not rclpy.ok():
                     status = 130   # interrupted: not a complete playback
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as error:  # a damaged message mid-bag: say so, exit 1
+                print(f'bag_player: error while playing: {error}', file=sys.stderr)
+                status = 1
             finally:
                 player.stopped.set()
                 executor.shutdown()
