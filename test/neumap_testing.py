@@ -20,6 +20,7 @@ folder, so every test module that asks for one after the first gets it from disk
 """
 
 import fcntl
+import json
 import pathlib
 
 import numpy as np
@@ -37,6 +38,13 @@ def write_split(path: pathlib.Path, names) -> pathlib.Path:
     """Write a split list file and return its path."""
     path.write_text('\n'.join(names) + '\n')
     return path
+
+
+def read_report(path) -> dict:
+    """Read a JSON report strictly: NaN or Infinity (not JSON, refused by most parsers) fail."""
+    def refuse(constant):
+        raise ValueError(f'{path} holds {constant}, which is not JSON')
+    return json.loads(pathlib.Path(path).read_text(), parse_constant=refuse)
 
 
 def cached_map(tmp_path_factory, shared_data_dir, name: str = 'kitchen',

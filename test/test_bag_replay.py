@@ -21,14 +21,13 @@ the launch file's events would, and replay_evaluator scores it as replay_eval.la
 This process checks the poses, the map -> odom transform and the diagnostics independently.
 """
 
-import json
 import pathlib
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from lifecycle_msgs.msg import Transition
 from neumap_testing import cached_map, change_state, get_state, pose_error, \
-    QUERY_FRAMES, SCENE, start_localizer, write_split
+    QUERY_FRAMES, read_report, SCENE, start_localizer, write_split
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile
@@ -135,7 +134,7 @@ def test_replay_bag_into_localizer(ros_context, ros_process, tmp_path, tmp_path_
     assert 'latency_ms_total' in values
 
     # The evaluator's report: same scoring, every ground-truth frame a query.
-    report = json.loads((out / 'report.json').read_text())
+    report = read_report(out / 'report.json')
     assert report['queries'] == len(FRAMES)
     assert report['localized'] == len({stamp_to_ns(p.header.stamp) for p in poses})
     # The map's facts, as neumap evaluate reports them.

@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 import cv2
+from neumap_testing import read_report
 import pytest
 
 import neumap_ros
@@ -179,7 +180,7 @@ def test_evaluate_localizes_held_back_frames(built_map, shared_data_dir):
     result = neumap('evaluate', map_path, shared_data_dir / SCENE, '--split', split, '--json',
                     report_path, '--plot', plot_path, '--device', 'cpu', '--quiet', cwd=folder)
     assert result.returncode == 0, result.stderr
-    report = json.loads(report_path.read_text())
+    report = read_report(report_path)
     required = {'method', 'queries', 'localized', 'median_translation_m',
                 'median_rotation_deg', 'recall', 'map_bytes', 'mapping_seconds', 'latency_ms'}
     assert required <= set(report)
@@ -225,7 +226,7 @@ def test_evaluate_refuses_empty_splits_and_survives_bad_queries(built_map, share
     report_path = tmp_path / 'report.json'
     result = neumap('evaluate', map_path, scene, '--json', report_path, '--quiet', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    report = json.loads(report_path.read_text())
+    report = read_report(report_path)
     assert report['queries'] == 2 and report['localized'] == 1
     [bad] = [q for q in report['per_query'] if q['name'] == QUERY_FRAMES[1]]
     assert bad['status'] == 'bad_input' and 'is 320x240 but its camera is 640x480' in \

@@ -14,8 +14,7 @@
 
 """`neumap demo` (the README's first command) at a small scale, through real ROS processes."""
 
-import json
-
+from neumap_testing import read_report
 import pytest
 
 from neumap_ros.core.mapping import MappingConfig
@@ -40,8 +39,8 @@ def test_demo_maps_replays_and_reports(small_demo, tmp_path, capsys):
     assert demo.run_demo(output, quiet=True) == 0
     printed = capsys.readouterr().out
     assert 'neural (ROS replay)' in printed and 'features (offline)' in printed
-    replay = json.loads((output / 'replay' / 'report.json').read_text())
-    baseline = json.loads((output / 'baseline_report.json').read_text())
+    replay = read_report(output / 'replay' / 'report.json')
+    baseline = read_report(output / 'baseline_report.json')
     assert replay['queries'] == baseline['queries'] == 6
     assert replay['recall']['0.05m_5deg'] >= demo.DEMO_FLOOR
     assert 0 < replay['map_bytes'] < baseline['map_bytes']

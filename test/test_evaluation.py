@@ -144,6 +144,26 @@ def test_record_from_result_scores_success_and_failure():
     assert scored.T_world_camera_truth == truth.tolist()
 
 
+def test_an_unscorable_success_counts_as_a_miss():
+    """
+    A 'successful' result whose error cannot be computed is a miss, not NaN in the report.
+
+    A NaN error would also turn an interpolated median into NaN ("undefined") where the
+    failures make it infinite.
+    """
+    truth = make_transform(np.eye(3), [0.0, 0.0, 0.0])
+    nan_truth = truth.copy()
+    nan_truth[0, 3] = float('nan')
+    ok = LocalizationResult(True, 'ok', T_world_camera=truth, covariance=np.eye(6) * 1e-4,
+                            timings_ms={'total': 1.0})
+    scored = record_from_result('frame-3', 0.0, ok, nan_truth)
+    assert scored.translation_error_m == INF and scored.rotation_error_deg == INF
+    records = [record(0.01, 1.0), record(float('nan'), float('nan'), success=True)]
+    report = summarize(records, 'neural')
+    assert report['median_translation_m'] == INF and report['median_rotation_deg'] == INF
+    assert report['recall']['0.05m_5deg'] == pytest.approx(0.5)
+
+
 def test_json_safe_makes_strict_json():
     """inf/NaN (also numpy scalars) become null; numpy numbers become plain numbers."""
     value = {'a': INF, 'b': [float('nan'), 1.5, (np.float32(np.inf), np.float64(2.5))],
@@ -175,3 +195,29 @@ def test_format_table_lines_up_reports():
     assert lines[1][starts[1]:].startswith('2') and lines[2][starts[1]:].startswith('0')
     empty = summarize([], 'features')
     assert 'n/a' in format_table([empty]).splitlines()[1]
+
+
+def test_plot_of_a_report_read_back_from_json(tmp_path):
+    """
+    A report whose poses held NaN (null in JSON) still plots, as evaluate --plot and the demo do.
+
+    The CDF range widens for metre-level (outdoor) errors instead of clipping them.
+    """
+    from neumap_ros.core.plots import _axis_limit, plot_reports
+    truth = make_transform(np.eye(3), [1.0, 2.0, 0.5])
+    broken = truth.copy()
+    broken[1, 3] = float('nan')
+    records = [record_from_result(f'q{i}', float(i), LocalizationResult(
+        True, 'ok', T_world_camera=make_transform(np.eye(3), [1.0 + 0.01 * i, 2.0, 0.5]),
+        covariance=np.eye(6) * 1e-4, timings_ms={'total': 5.0}), truth) for i in range(4)]
+    records.append(record_from_result('q4', 4.0, LocalizationResult(False, 'pnp_failed'),
+                                      broken))
+    report = json.loads(json.dumps(json_safe(summarize(records, 'neural')), allow_nan=False))
+    assert report['per_query'][4]['T_world_camera_truth'][1][3] is None
+    path = tmp_path / 'plot.png'
+    plot_reports([report], path, 'read back')
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert _axis_limit([report], 'translation_error_m') == 0.5
+    outdoor = summarize([record(t, 1.0) for t in (0.8, 1.5, 2.5, 3.0)], 'features')
+    assert _axis_limit([report, outdoor], 'translation_error_m') == 5.0
+    assert _axis_limit([summarize([record(INF, INF)], 'neural')], 'rotation_error_deg') == 10.0

@@ -55,9 +55,16 @@ class QueryRecord:
 
 
 def record_from_result(name: str, stamp: float, result, T_world_truth: np.ndarray) -> QueryRecord:
-    """Score a :class:`LocalizationResult` against ground truth."""
+    """
+    Score a :class:`LocalizationResult` against ground truth.
+
+    A failed query, or one whose error cannot be computed (a non-finite pose or ground
+    truth), counts as infinitely wrong: a miss at every threshold and in every median.
+    """
     if result.success:
         t_err, r_err = pose_errors(result.T_world_camera, T_world_truth)
+        if not (np.isfinite(t_err) and np.isfinite(r_err)):
+            t_err = r_err = float('inf')
         std = float(np.sqrt(np.trace(result.covariance[:3, :3])))
         pose = result.T_world_camera.tolist()
     else:
@@ -86,7 +93,8 @@ def evaluate_frames(localizer, frames: list, progress: bool = True) -> list:
 def _percentile(values, q):
     # Linear interpolation as np.percentile, but an infinite neighbour (a failed query) gives
     # inf: numpy returns NaN there (inf - inf), even for a median that is a finite sample.
-    values = np.sort(np.asarray(values, dtype=float))
+    values = np.asarray(values, dtype=float)
+    values = np.sort(np.where(np.isnan(values), np.inf, values))   # NaN: as a failure
     if len(values) == 0:
         return float('nan')
     position = q / 100.0 * (len(values) - 1)

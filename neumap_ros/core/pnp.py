@@ -69,6 +69,8 @@ def solve_pnp(points2d: np.ndarray, points3d: np.ndarray, camera: PinholeCamera,
     if num_inliers < 4:
         return PnPResult(False, None, inliers, num_inliers, float('nan'), None)
     T_camera_world = make_transform(pose.R, pose.t)
+    if not np.all(np.isfinite(T_camera_world)):   # degenerate input; never publish NaN
+        return PnPResult(False, None, inliers, num_inliers, float('nan'), None)
     residuals = _residuals(T_camera_world, points2d[inliers], points3d[inliers], camera)
     rms = float(np.sqrt(np.mean(np.sum(residuals ** 2, axis=1))))
     covariance = pose_covariance(invert_transform(T_camera_world), points2d[inliers],
@@ -117,5 +119,7 @@ def pose_covariance(T_world_camera: np.ndarray, points2d: np.ndarray, points3d: 
     try:
         covariance = np.linalg.inv(information) * variance
     except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(covariance)):
         return None
     return 0.5 * (covariance + covariance.T)

@@ -187,7 +187,7 @@ def run_demo(output: Path, weights=None, quiet: bool = False) -> int:
     offline = summarize(records, 'features (offline)', baseline.map_bytes,
                         round(baseline.seconds, 1))
     atomic_write_bytes(output / 'baseline_report.json',
-                       json.dumps(json_safe(offline), indent=1).encode())
+                       json.dumps(json_safe(offline), indent=1, allow_nan=False).encode())
     plot_reports([replay, offline], output / 'demo.png', 'neumap demo: default scene')
     print()
     print(format_table([replay, offline]))

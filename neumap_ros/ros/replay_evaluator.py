@@ -279,7 +279,8 @@ class ReplayEvaluator(Node):
         header = '# timestamp tx ty tz qx qy qz qw\n'
         if self.param['json_path']:
             atomic_write_bytes(self.param['json_path'],
-                               json.dumps(json_safe(report), indent=1).encode())
+                               json.dumps(json_safe(report), indent=1,
+                                          allow_nan=False).encode())
         if self.param['tum_path']:
             # The query's name is its stamp in nanoseconds: written exactly.
             lines = [tum_line(int(q['name']), np.array(q['T_world_camera']))
