@@ -47,24 +47,33 @@ fi
 # A failed run must not leave the stamp of an earlier successful one behind.
 rm -f "$stamp"
 
+# The pip every venv gets, so dependency resolution is the same on every machine.
+pip_version=26.3
+
 venv_args=()
 want_site=false
 if $use_distro; then
   venv_args+=(--system-site-packages)
   want_site=true
 fi
-if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c '' 2>/dev/null; then
+create_venv() {
+  "$python" -m venv --clear "${venv_args[@]}" "$venv" \
+    || die "'$python -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv), then re-run"
+  "$venv/bin/python" -m pip install -q "pip==$pip_version"
+}
+# A venv counts only when its python runs and has pip: a first run without python3-venv
+# leaves a python without pip, which must be rebuilt once the package is installed.
+if [[ -x "$venv/bin/python" && -f "$venv/pyvenv.cfg" ]] \
+    && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
   have_site=$(sed -n 's/^include-system-site-packages *= *//p' "$venv/pyvenv.cfg")
   if [[ "$have_site" != "$want_site" ]]; then
     say "recreating $venv (system site packages: $have_site -> $want_site)"
-    "$python" -m venv --clear "${venv_args[@]}" "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip
+    create_venv
   fi
 else
+  [[ -e "$venv" ]] && say "$venv is incomplete (no python or no pip): recreating it"
   say "creating $venv with $("$python" -V 2>&1)"
-  "$python" -m venv --clear "${venv_args[@]}" "$venv" \
-    || die "'$python -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
-  "$venv/bin/python" -m pip install -q --upgrade pip
+  create_venv
 fi
 pip=("$venv/bin/python" -m pip install -q)
 
