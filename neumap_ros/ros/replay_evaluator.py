@@ -104,6 +104,10 @@ class ReplayEvaluator(Node):
         # A minute of /tf: estimates are converted when they arrive (see _on_estimate).
         self.tf = TransformBuffer(cache_time=60.0)
         self.last_message_time = None
+        # On sim time, a clock that moves means the bag still plays (e.g. through a camera
+        # dropout longer than idle_timeout): not idle.
+        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._last_sim_ns = self.get_clock().now().nanoseconds
         self.create_subscription(PoseWithCovarianceStamped, self.param['pose_topic'],
                                  self._on_estimate, 100)
         self.create_subscription(TFMessage, '/tf', self._on_tf, QoSProfile(depth=100))
@@ -160,6 +164,8 @@ class ReplayEvaluator(Node):
     def _on_tf(self, msg: TFMessage) -> None:
         # The camera mount may come on /tf (a robot_state_publisher with moving joints).
         self._add_transforms(msg, False)
+        if self.last_message_time is not None:   # odometry still playing: not idle
+            self._touch()
 
     def _on_tf_static(self, msg: TFMessage) -> None:
         self._add_transforms(msg, True)
@@ -200,7 +206,16 @@ class ReplayEvaluator(Node):
         self.estimates[stamp] = [pose, self._in_gt_frame(stamp, pose), covariance, latency_ms]
 
     def idle(self) -> bool:
-        """Tell whether nothing arrived for longer than ``idle_timeout`` after the first."""
+        """
+        Tell whether nothing arrived for longer than ``idle_timeout`` after the first message.
+
+        Dynamic TF and, on sim time, an advancing clock count as arrivals: the bag still plays.
+        """
+        if self._sim_time and self.last_message_time is not None:
+            now = self.get_clock().now().nanoseconds
+            if now != self._last_sim_ns:
+                self._last_sim_ns = now
+                self._touch()
         timeout = self.param['idle_timeout']
         return bool(timeout > 0 and self.last_message_time is not None
                     and time.monotonic() - self.last_message_time > timeout)
