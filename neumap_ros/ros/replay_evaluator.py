@@ -164,8 +164,6 @@ class ReplayEvaluator(Node):
     def _on_tf(self, msg: TFMessage) -> None:
         # The camera mount may come on /tf (a robot_state_publisher with moving joints).
         self._add_transforms(msg, False)
-        if self.last_message_time is not None:   # odometry still playing: not idle
-            self._touch()
 
     def _on_tf_static(self, msg: TFMessage) -> None:
         self._add_transforms(msg, True)
@@ -209,7 +207,8 @@ class ReplayEvaluator(Node):
         """
         Tell whether nothing arrived for longer than ``idle_timeout`` after the first message.
 
-        Dynamic TF and, on sim time, an advancing clock count as arrivals: the bag still plays.
+        On sim time an advancing clock counts as an arrival: the player still plays the bag.
+        (Not TF: the localizer keeps republishing map -> odom after the bag ended.)
         """
         if self._sim_time and self.last_message_time is not None:
             now = self.get_clock().now().nanoseconds
