@@ -521,8 +521,9 @@ def test_evaluate_bag_pairing_options(bags, feature_map, tmp_path, capsys):
     # The bag's TF has no map frame (the localizer adds map -> odom): poses in odom.
     common = ['evaluate-bag', str(feature_map), str(bag), '--gt-topic', '', '--quiet',
               '--world-frame', 'odom', '--json', str(tmp_path / 'r.json')]
+    # No image has a calibration at its stamp: refused (one without is a failed query).
     assert main(common + ['--camera-frame', 'camera_color_optical_frame']) == 2
-    assert 'no camera_info for the image' in capsys.readouterr().err
+    assert 'no camera_info for any image' in capsys.readouterr().err
     assert main(common + ['--sync-tolerance', '0.005']) == 2
     assert 'has ground truth' in capsys.readouterr().err
     assert main(common + ['--sync-tolerance', '0.005',
@@ -591,3 +592,237 @@ def test_one_bad_image_is_one_failed_query(bags, feature_map, tmp_path):
              topic != '/camera/color/image_raw' else None)
     summary = bag_to_dataset(undecodable, tmp_path / 'ds2')
     assert summary.frames == len(FRAMES) - 1 and summary.skipped_without_pose == 1
+
+
+def copy_raw(source, target, edit):
+    """
+    Copy a bag through ``edit(topic, index, raw)`` on its serialized messages.
+
+    ``index`` counts the topic's messages from 1; edit returns the bytes to write (None drops
+    the message). Corrupt bytes can be written this way, unlike through :func:`copy_bag`.
+    """
+    from rosbags.rosbag2 import Reader, Writer
+    store = typestore()
+    connections, counts = {}, {}
+    with Reader(source) as reader, Writer(target, version=9) as writer:
+        for connection in reader.connections:
+            connections[connection.topic] = writer.add_connection(
+                connection.topic, connection.msgtype, typestore=store)
+        for connection, stamp, raw in reader.messages():
+            counts[connection.topic] = counts.get(connection.topic, 0) + 1
+            out = edit(connection.topic, counts[connection.topic], bytes(raw))
+            if out is not None:
+                writer.write(connections[connection.topic], stamp, out)
+
+
+def test_corrupt_messages_are_skipped(bags, feature_map, tmp_path, capsys, monkeypatch):
+    """
+    A message whose bytes do not deserialize costs that message, not the whole bag.
+
+    A truncated image is an unreadable frame (a bad_input query), a truncated calibration
+    leaves its image without one (a no_camera_info query), truncated ground truth and TF are
+    skipped and counted; the CLI reports any other rosbags error in one line.
+    """
+    truncated = {('/camera/color/image_raw', 2), ('/camera/color/camera_info', 3),
+                 ('/ground_truth/camera_pose', 4), ('/tf', 5)}
+
+    def truncate(topic, index, raw):
+        return raw[:len(raw) // 2] if (topic, index) in truncated else raw
+
+    bag = tmp_path / 'corrupt'
+    copy_raw(bags['mcap'].path, bag, truncate)
+    with BagReader(bag) as reader:
+        frames = list(reader.frames())
+    assert [bool(frame.problem) for frame in frames] == [False, True, False, False, False, False]
+    assert 'unreadable sensor_msgs/msg/Image' in frames[1].problem
+    # The stamp is read from the damaged bytes: the bad image keeps its ground truth.
+    assert frames[1].stamp_ns == bags['mcap'].stamps_ns[1]
+    assert frames[1].T_world_camera is not None
+    summary = bag_to_dataset(bag, tmp_path / 'ds')
+    assert summary.frames == len(FRAMES) - 2 and summary.skipped_without_pose == 2
+    assert summary.skipped_messages == {'unreadable camera_info': 1,
+                                        'unreadable ground truth': 1, 'unreadable tf': 1}
+    report = evaluate_bag(feature_map, bag)
+    assert report['queries'] == len(FRAMES)
+    assert report['status_counts']['bad_input'] == 1
+    assert report['status_counts']['no_camera_info'] == 1
+    assert report['skipped_messages'] == summary.skipped_messages
+    tf_summary = bag_to_dataset(bag, tmp_path / 'tf', gt_topic='', world_frame='odom')
+    assert tf_summary.skipped_messages == {'unreadable camera_info': 1, 'unreadable tf': 1}
+    assert tf_summary.frames == len(FRAMES) - 2   # TF is interpolated over the lost sample
+
+    from rosbags.rosbag2 import ReaderError
+
+    from neumap_ros.cli import main
+    from neumap_ros.core import bags as bags_module
+
+    def broken(*args, **kwargs):
+        raise ReaderError('chunk 3 is corrupt')
+
+    monkeypatch.setattr(bags_module, 'bag_to_dataset', broken)
+    assert main(['bag-to-dataset', str(bag), '--out', str(tmp_path / 'x')]) == 2
+    assert 'error: chunk 3 is corrupt' in capsys.readouterr().err
+
+
+def test_bad_ground_truth_and_frame_id_cost_one_image(bags, tmp_path):
+    """A zero quaternion in the ground truth, an empty frame_id with TF: that image is lost."""
+    def zero_quaternion(topic, msg):
+        if topic == '/ground_truth/camera_pose' and msg.header.stamp == first:
+            orientation = msg.pose.orientation
+            orientation.x = orientation.y = orientation.z = orientation.w = 0.0
+            return msg
+
+    first = read_all(bags['mcap'].path)[0]['/camera/color/image_raw'][0][1].header.stamp
+    bag = tmp_path / 'zero_quaternion'
+    copy_bag(bags['mcap'].path, bag, zero_quaternion)
+    summary = bag_to_dataset(bag, tmp_path / 'ds')
+    # The first image comes before any other sample: nothing to interpolate from.
+    assert summary.frames == len(FRAMES) - 1 and summary.skipped_without_pose == 1
+    assert summary.skipped_messages == {'invalid ground truth': 1}
+
+    seen = []
+
+    def no_frame_id(topic, msg):
+        if topic == '/camera/color/image_raw':
+            seen.append(topic)
+            if len(seen) == 2:
+                msg.header.frame_id = ''
+                return msg
+
+    unnamed = tmp_path / 'no_frame_id'
+    copy_bag(bags['mcap'].path, unnamed, no_frame_id)
+    summary = bag_to_dataset(unnamed, tmp_path / 'tf', gt_topic='', world_frame='odom')
+    assert summary.frames == len(FRAMES) - 1 and summary.skipped_without_pose == 1
+
+
+def test_an_image_without_camera_info_is_a_failed_query(bags, feature_map, tmp_path):
+    """A recording started mid-stream: the first image has no calibration yet."""
+    seen = []
+
+    def drop_first_info(topic, msg):
+        if topic == '/camera/color/camera_info':
+            seen.append(topic)
+            return DROP if len(seen) == 1 else None
+
+    bag = tmp_path / 'late_info'
+    copy_bag(bags['mcap'].path, bag, drop_first_info)
+    report = evaluate_bag(feature_map, bag)
+    assert report['queries'] == len(FRAMES)
+    assert report['status_counts']['no_camera_info'] == 1
+    first = report['per_query'][0]
+    assert first['status'] == 'no_camera_info' and not first['success']
+    assert report['localized'] >= len(FRAMES) - 2
+
+
+def test_nearest_camera_info_is_found_by_search(bags, tmp_path):
+    """
+    With a sync tolerance the nearest calibration is the one a full scan would find.
+
+    Each image gets two calibrations 3 ms before and after it (a tie at its own stamp), in
+    either log order: of two as near the one first in the bag wins. The lookup must not
+    scan every calibration (quadratic on long bags).
+    """
+    store = typestore()
+    seen = []
+
+    def around(topic, msg):
+        if topic != '/camera/color/camera_info':
+            return None
+        seen.append(topic)
+        pair = []
+        for shift in ((3, -3) if len(seen) % 2 else (-3, 3)):
+            info = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__),
+                                         msg.__msgtype__)
+            info.header.stamp.nanosec += shift * 1_000_000 + 5_000_000   # no negative ns
+            info.k = info.k + (shift > 0)   # which one was taken
+            pair.append((topic, info))
+        return pair
+
+    bag = tmp_path / 'around'
+    copy_bag(bags['mcap'].path, bag, around)
+    stamps = [stamp + 5_000_000 for stamp in bags['mcap'].stamps_ns]
+    queries = stamps + [s + d for s in stamps for d in (-4_000_000, -2_500_000, 2_999_999,
+                                                        3_000_000, 40_000_000)]
+    queries += [stamps[0] - 10 ** 9, stamps[-1] + 10 ** 9]
+    with BagReader(bag, sync_tolerance_s=0.0035) as reader:
+        table = dict(reader.infos)
+
+        def brute(stamp):
+            best = min(table, key=lambda s: abs(s - stamp))
+            return table[best] if abs(best - stamp) <= reader.tolerance_ns else None
+
+        expected = [brute(stamp) for stamp in queries]
+        later_first = [brute(stamp).k[0] > table[stamp - 3_000_000].k[0] for stamp in stamps]
+        assert any(later_first) and not all(later_first)   # ties go both ways
+        assert sum(info is None for info in expected) > len(stamps)
+
+        class NoScan(dict):
+            def __iter__(self):
+                raise AssertionError('every calibration scanned for one image')
+
+        reader.infos = NoScan(table)
+        assert all(reader._nearest_info(stamp) is info
+                   for stamp, info in zip(queries, expected))
+
+
+def test_a_failed_bag_reader_closes_the_bag(bags, tmp_path, monkeypatch):
+    """A BagReader that refuses a bag after opening it leaves no file open."""
+    from rosbags.rosbag2 import Reader
+    opened = set()
+    original_open, original_close = Reader.open, Reader.close
+
+    def track_open(self):
+        original_open(self)
+        opened.add(id(self))
+
+    def track_close(self):
+        opened.discard(id(self))
+        original_close(self)
+
+    monkeypatch.setattr(Reader, 'open', track_open)
+    monkeypatch.setattr(Reader, 'close', track_close)
+    odom = tmp_path / 'odom'
+    copy_bag(bags['mcap'].path, odom, ground_truth_as('Odometry', frame_id='odom'))
+    with pytest.raises(BagError, match='has no topic /nope'):        # picking the topics
+        BagReader(bags['mcap'].path, image_topic='/nope')
+    with pytest.raises(BagError, match='given in frame "odom"'):     # indexing
+        BagReader(odom, gt_topic='/gt')
+    assert not opened
+    with BagReader(bags['mcap'].path):
+        assert len(opened) == 1
+    assert not opened
+
+
+def test_dataset_to_bag_writes_beside_the_target(shared_data_dir, tmp_path):
+    """
+    The bag appears at its path only once complete: a killed run does not block a retry.
+
+    It is written in a hidden folder in the same parent and renamed at the end; a run that
+    fails leaves nothing behind.
+    """
+    split = write_split(tmp_path / 'split.txt', FRAMES[:2])
+    out = tmp_path / 'bags' / 'run'
+    during = []
+
+    def watch(done, total):
+        during.append((out.exists(), sorted(p.name for p in out.parent.iterdir())))
+
+    summary = dataset_to_bag(shared_data_dir / SCENE, str(split), out, 'mcap', progress=watch)
+    assert len(during) == 2
+    for exists, names in during:
+        assert not exists
+        [staging] = names
+        assert staging.startswith('.run.partial-')
+    assert summary.path == out and (out / 'metadata.yaml').is_file()
+    assert (out / 'run.mcap').is_file()   # named after the bag, not after the staging
+    assert sorted(p.name for p in out.parent.iterdir()) == ['run']
+    assert len(read_all(out)[0]['/camera/color/image_raw']) == 2
+
+    def crash(done, total):
+        raise RuntimeError('disk gone')
+
+    again = tmp_path / 'bags' / 'again'
+    with pytest.raises(RuntimeError, match='disk gone'):
+        dataset_to_bag(shared_data_dir / SCENE, str(split), again, 'sqlite3', progress=crash)
+    assert sorted(p.name for p in out.parent.iterdir()) == ['run']
+    assert dataset_to_bag(shared_data_dir / SCENE, str(split), again, 'sqlite3').frames == 2

@@ -34,6 +34,7 @@ reads; :func:`evaluate_bag` localizes a bag's images with a map and writes the r
 reads.
 """
 
+import bisect
 import contextlib
 from dataclasses import dataclass, field
 import json
@@ -41,6 +42,7 @@ import math
 import os
 from pathlib import Path
 import shutil
+import struct
 import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
@@ -72,6 +74,22 @@ DEFAULT_START_NS = 1_700_000_000 * 10 ** 9
 
 class BagError(ValueError):
     """A bag that lacks what was asked of it (topics, poses, calibration), or bad arguments."""
+
+
+def rosbags_errors() -> tuple:
+    """
+    Return the exception classes of rosbags (none where it is not installed).
+
+    They derive from Exception only (rosbags has no common base): callers that report errors
+    in one line name them beside BagError.
+    """
+    try:
+        from rosbags.rosbag2 import ReaderError, WriterError
+        from rosbags.serde import SerdeError
+        from rosbags.typesys import TypesysError
+    except ImportError:
+        return ()
+    return ReaderError, WriterError, SerdeError, TypesysError
 
 
 def typestore():
@@ -272,9 +290,15 @@ def dataset_to_bag(dataset_dir, split, out_bag, storage: str = 'sqlite3', fps: f
         np.asarray(T_base_camera, dtype=float)
     T_camera_base = invert_transform(T_base_camera)
     out_bag = Path(out_bag)
-    bag = _BagWriter(out_bag, storage)
-    bag.writer.open()
+    # Written inside a hidden folder beside the target and renamed at the end: a run killed
+    # half-way leaves no bag without metadata.yaml at out_bag, which would block a retry.
+    out_bag.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{out_bag.name}.partial-', dir=out_bag.parent))
+    bag = None
     try:
+        # The bag keeps its name inside the staging folder: its files are named after it.
+        bag = _BagWriter(staging / out_bag.name, storage)
+        bag.writer.open()
         bag.add('/tf', TF_TYPE, depth=100)
         bag.add('/tf_static', TF_TYPE, latched=True, depth=1)
         bag.add(image_topic, IMAGE_TYPE, reliable=image_reliable, depth=5)
@@ -312,12 +336,16 @@ def dataset_to_bag(dataset_dir, split, out_bag, storage: str = 'sqlite3', fps: f
             if progress:
                 progress(index + 1, len(frames))
         bag.writer.close()
+        if out_bag.exists():
+            raise BagError(f'{out_bag} exists already; rosbag2 bags are never overwritten')
+        os.rename(staging / out_bag.name, out_bag)
     except BaseException:
-        # A half-written bag is worse than none: the caller may retry with the same path.
-        with contextlib.suppress(Exception):
-            bag.writer.abort()
-        shutil.rmtree(out_bag, ignore_errors=True)
+        if bag is not None:   # closes its files before the staging folder goes
+            with contextlib.suppress(Exception):
+                bag.writer.abort()
         raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     topics = {'image': image_topic, 'camera_info': camera_info_topic, 'tf': '/tf',
               'tf_static': '/tf_static'}
     if gt_topic:
@@ -342,6 +370,14 @@ class BagFrame:
     T_world_camera: Optional[np.ndarray]
     depth_m: Optional[np.ndarray] = None
     problem: str = ''                     # why the image or its calibration is unusable
+
+
+@dataclass
+class _Unreadable:
+    """A message that did not deserialize: its header, as far as it could be read, and why."""
+
+    header: object
+    problem: str
 
 
 class BagReader:
@@ -371,6 +407,17 @@ class BagReader:
             self._reader.open()
         except Exception as error:  # rosbags raises its own ReaderError for bad bags
             raise BagError(f'cannot open bag {self.path}: {error}')
+        try:
+            self._setup(image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
+                        camera_frame, sync_tolerance_s, rectified_input)
+        except BaseException:
+            # No with block holds the reader yet: nobody else would close its files.
+            self._reader.close()
+            raise
+
+    def _setup(self, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
+               camera_frame, sync_tolerance_s, rectified_input) -> None:
+        """Pick the topics and index the bag (the rest of ``__init__``)."""
         self.types = {c.topic: c.msgtype for c in self._reader.connections}
         self.image_topic = self._pick(image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), 'image',
                                       exclude='depth')
@@ -393,6 +440,8 @@ class BagReader:
         self.tf = TransformBuffer(cache_time=math.inf)
         self.ground_truth = PoseTimeline(self.tolerance_ns)
         self.zero_stamp_images = 0   # images without a header stamp: no pose can be found
+        # Messages of the index left out, by reason ('unreadable camera_info', ...).
+        self.skipped_messages: Dict[str, int] = {}
         self.infos: Dict[int, object] = {}
         self._index()
 
@@ -439,9 +488,44 @@ class BagReader:
                        f'{sorted(found) or "none"}; name one explicitly{hint}')
 
     def _messages(self, topics):
+        """
+        Yield (topic, message) in log order.
+
+        A message that does not deserialize (truncated, corrupt) comes as an
+        :class:`_Unreadable`: one bad message is one lost message, not the end of the bag.
+        """
+        from rosbags.serde import SerdeError
         connections = [c for c in self._reader.connections if c.topic in topics]
         for connection, _, raw in self._reader.messages(connections=connections):
-            yield connection.topic, self.store.deserialize_cdr(raw, connection.msgtype)
+            try:
+                msg = self.store.deserialize_cdr(raw, connection.msgtype)
+            except SerdeError as error:
+                msg = _Unreadable(self._raw_header(raw),
+                                  f'unreadable {connection.msgtype} on {connection.topic}: '
+                                  f'{error}')
+            yield connection.topic, msg
+
+    def _raw_header(self, raw):
+        """
+        Return the std_msgs Header that the CDR bytes of a stamped message start with.
+
+        Read by hand from a message that does not deserialize as a whole, so that a bad image
+        keeps its stamp (its ground truth); stamp 0 and no frame where even that is damaged.
+        """
+        sec, nanosec, frame_id = 0, 0, ''
+        with contextlib.suppress(struct.error, UnicodeDecodeError, IndexError):
+            order = '<' if raw[1] else '>'   # CDR encapsulation: 0x0001 is little-endian
+            stamp = struct.unpack_from(order + 'iI', raw, 4)
+            if stamp[1] < 10 ** 9:
+                sec, nanosec = stamp
+            length, = struct.unpack_from(order + 'I', raw, 12)
+            if 16 + length <= len(raw):
+                frame_id = bytes(raw[16:16 + length]).split(b'\0', 1)[0].decode()
+        time = self.store.types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec)
+        return self.store.types['std_msgs/msg/Header'](stamp=time, frame_id=frame_id)
+
+    def _skip(self, reason: str) -> None:
+        self.skipped_messages[reason] = self.skipped_messages.get(reason, 0) + 1
 
     def _index(self) -> None:
         self.tf_topics = self._tf_topics()
@@ -449,6 +533,11 @@ class BagReader:
         if self.gt_topic:
             topics.add(self.gt_topic)
         for topic, msg in self._messages(topics):
+            kind = 'camera_info' if topic == self.camera_info_topic else \
+                'ground truth' if topic == self.gt_topic else 'tf'
+            if isinstance(msg, _Unreadable):
+                self._skip(f'unreadable {kind}')
+                continue
             if topic == self.camera_info_topic:
                 self.infos[_stamp_ns(msg.header)] = msg
             elif topic == self.gt_topic:
@@ -458,7 +547,12 @@ class BagReader:
                         f'ground truth {self.gt_topic} is given in frame "{frame}", not in the '
                         f'world frame "{self.world_frame}": set the world frame to "{frame}", '
                         f'or pass an empty ground-truth topic to use TF')
-                self.ground_truth.add(_stamp_ns(msg.header), _pose_matrix(msg))
+                try:
+                    pose = _pose_matrix(msg)
+                except ValueError:   # a zero quaternion: one bad sample, like a bad TF one
+                    self._skip('invalid ground truth')
+                    continue
+                self.ground_truth.add(_stamp_ns(msg.header), pose)
             else:
                 for transform in msg.transforms:
                     try:
@@ -469,9 +563,14 @@ class BagReader:
                                              transform.transform.rotation),
                             static=topic.endswith('tf_static'))
                     except ValueError:
-                        continue
+                        self._skip('invalid tf')
         if not self.infos:
-            raise BagError(f'topic {self.camera_info_topic} of {self.path} holds no messages')
+            readable = 'readable ' if 'unreadable camera_info' in self.skipped_messages else ''
+            raise BagError(f'topic {self.camera_info_topic} of {self.path} holds no '
+                           f'{readable}messages')
+        # Sorted once for _nearest_info; the rank is the table's order, which breaks ties.
+        self._info_stamps = sorted(self.infos)
+        self._info_rank = {stamp: rank for rank, stamp in enumerate(self.infos)}
 
     def _tf_topics(self) -> tuple:
         """
@@ -492,17 +591,26 @@ class BagReader:
                            f'or extract the topics of one robot')
         return tuple(sorted(found))
 
-    def _nearest(self, table: dict, stamp: int):
-        if stamp in table:
-            return table[stamp]
-        if not table:
+    def _nearest_info(self, stamp: int):
+        """
+        Return the CameraInfo stamped nearest ``stamp`` within the tolerance, or None.
+
+        Of two as near, the one first in the bag wins. A binary search: a scan of every
+        calibration per image made long bags quadratic.
+        """
+        if stamp in self.infos:
+            return self.infos[stamp]
+        stamps = self._info_stamps
+        if not stamps:
             return None
-        best = min(table, key=lambda s: abs(s - stamp))
-        return table[best] if abs(best - stamp) <= self.tolerance_ns else None
+        after = bisect.bisect_left(stamps, stamp)
+        best = min(stamps[max(after - 1, 0):after + 1],
+                   key=lambda s: (abs(s - stamp), self._info_rank[s]))
+        return self.infos[best] if abs(best - stamp) <= self.tolerance_ns else None
 
     def camera_for(self, stamp: int) -> Optional[PinholeCamera]:
         """Return the camera of the CameraInfo matching ``stamp`` (nearest within tolerance)."""
-        info = self._nearest(self.infos, stamp)
+        info = self._nearest_info(stamp)
         if info is None and len(self.infos) == 1:
             info = next(iter(self.infos.values()))
         if info is None:
@@ -527,7 +635,7 @@ class BagReader:
             return self.ground_truth.pose_at(stamp)
         try:
             return self.tf.lookup(self.world_frame, self.camera_frame or frame_id, stamp / 1e9)
-        except TransformError:
+        except (TransformError, ValueError):   # ValueError: an empty or malformed frame_id
             return None
 
     def pose_source(self) -> str:
@@ -548,6 +656,11 @@ class BagReader:
                 self.zero_stamp_images += 1
             pose = self.pose_for(stamp, msg.header.frame_id)
             # One bad message is one unusable frame, not the end of the bag.
+            unreadable = next((m for m in (msg, depth_msg) if isinstance(m, _Unreadable)), None)
+            if unreadable is not None:
+                yield BagFrame(stamp, msg.header.frame_id, None, None, pose, None,
+                               unreadable.problem)
+                continue
             try:
                 camera = self.camera_for(stamp)
                 if self.types[self.image_topic] == COMPRESSED_TYPE:
@@ -609,6 +722,8 @@ class DatasetSummary:
     pose_source: str
     split: str
     not_keyframes: int = 0     # posed images left out: too close to the last keyframe
+    # Calibration, TF and ground-truth messages left out, by reason (unreadable, invalid).
+    skipped_messages: Dict[str, int] = field(default_factory=dict)
 
 
 def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
@@ -642,7 +757,7 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix='.partial-', dir=out_dir))
     try:
-        names, skipped, has_depth, source, close = _write_frames(
+        names, skipped, has_depth, source, close, messages = _write_frames(
             bag, staging, image_topic, camera_info_topic, gt_topic, depth_topic, world_frame,
             camera_frame, every, max_frames, split_name, sync_tolerance_s, progress,
             rectified_input, keyframes)
@@ -650,7 +765,8 @@ def bag_to_dataset(bag, out_dir, image_topic: Optional[str] = None,
             os.replace(item, out_dir / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name, close)
+    return DatasetSummary(out_dir, len(names), skipped, has_depth, source, split_name, close,
+                          messages)
 
 
 def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, depth_topic,
@@ -722,17 +838,19 @@ def _write_frames(bag, out_dir: Path, image_topic, camera_info_topic, gt_topic, 
                 progress(len(names) + close + sum(reasons.values()), max(total, 1))
             if max_frames and len(names) >= max_frames:   # frames written, not read
                 break
-        source = reader.pose_source()
+        source, messages = reader.pose_source(), dict(reader.skipped_messages)
     skipped = sum(reasons.values())
     if not names:
         why = ', '.join(f'{count} {reason}' for reason, count in sorted(reasons.items()))
+        lost = ', '.join(f'{count} {reason}' for reason, count in sorted(messages.items()))
         raise BagError(f'no image of {bag} has a pose ({source}), a camera_info'
-                       f'{" and depth" if has_depth else ""}; images skipped: {why or "none"}')
+                       f'{" and depth" if has_depth else ""}; images skipped: {why or "none"}'
+                       + (f'; messages skipped: {lost}' if lost else ''))
     np.savetxt(out_dir / 'rgb-camera-intrinsics.txt', K, fmt='%.9f')
     (out_dir / f'split-{split_name}.txt').write_text('\n'.join(names) + '\n')
     (out_dir / 'timestamps.txt').write_text(
         ''.join(f'{n} {s}\n' for n, s in zip(names, stamps)))
-    return names, skipped, has_depth, source, close
+    return names, skipped, has_depth, source, close, messages
 
 
 # --- offline evaluation -----------------------------------------------------------------------
@@ -775,7 +893,9 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
     Returns (and writes to ``json_path``) the report of ``neumap evaluate``
     (:func:`neumap_ros.core.evaluation.summarize`); ``tum_path`` receives the estimated camera
     trajectory and ``gt_tum_path`` the ground truth, both in TUM format; ``plot_path`` the
-    error CDFs and trajectory plot.
+    error CDFs and trajectory plot. An unreadable image is a failed query (``bad_input``), one
+    without calibration too (``no_camera_info``); only a bag whose scored images all lack it
+    is refused.
     """
     from neumap_ros.core.evaluation import json_safe, record_from_result, summarize
     from neumap_ros.core.features import ImageError
@@ -791,13 +911,16 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                 if frame.T_world_camera is None:
                     without_truth += 1
                     continue
-                if frame.camera is None and not frame.problem:
-                    raise BagError(f'no camera_info for the image at {frame.stamp_ns} ns')
                 stamp_s = frame.stamp_ns / 1e9
                 try:
                     if frame.problem:
                         raise ImageError(frame.problem)
-                    result = localizer.localize(frame.image, frame.camera)
+                    if frame.camera is None:
+                        # Typically the first images of a recording started mid-stream.
+                        result = LocalizationResult(False, 'no_camera_info', f'no camera_info '
+                                                    f'for the image at {frame.stamp_ns} ns')
+                    else:
+                        result = localizer.localize(frame.image, frame.camera)
                 except (CameraError, ImageError) as error:
                     # A failed query, as in `neumap evaluate`, not a lost evaluation.
                     result = LocalizationResult(False, 'bad_input', str(error))
@@ -811,19 +934,26 @@ def evaluate_bag(map_path, bag, json_path=None, tum_path=None, gt_tum_path=None,
                 if max_frames and len(records) >= max_frames:   # frames scored, not read
                     break
             source, duration = reader.pose_source(), reader.duration_s
+            info_topic, skipped = reader.camera_info_topic, dict(reader.skipped_messages)
     finally:
         localizer.release()
     if not records:
         raise BagError(f'no image of {bag} has ground truth ({without_truth} without)')
+    if all(record.status == 'no_camera_info' for record in records):
+        raise BagError(f'no camera_info for any image of {bag}: none has a {info_topic} message '
+                       f'at its stamp; if the calibration is stamped apart from the images, '
+                       f'give a sync tolerance')
     report = summarize(records, localizer.method, localizer.map_bytes,
                        localizer.map.info.get('mapping_seconds'),
                        {'map': str(map_path), 'bag': str(bag), 'dataset': Path(bag).name,
                         'ground_truth': source, 'bag_duration_s': duration,
                         'images_without_ground_truth': without_truth,
+                        'skipped_messages': skipped,
                         'map_info': localizer.describe()})
     header = '# timestamp tx ty tz qx qy qz qw\n'
     if json_path:
-        atomic_write_bytes(json_path, json.dumps(json_safe(report), indent=1).encode())
+        atomic_write_bytes(json_path, json.dumps(json_safe(report), indent=1,
+                                                 allow_nan=False).encode())
     if tum_path:
         atomic_write_bytes(tum_path, (header + ''.join(estimates)).encode())
     if gt_tum_path:
