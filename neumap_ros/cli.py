@@ -137,7 +137,8 @@ def _write_report(report, json_path, plot_path, title):
     from neumap_ros.core.evaluation import json_safe
     from neumap_ros.core.map_io import atomic_write_bytes
     if json_path:
-        atomic_write_bytes(json_path, json.dumps(json_safe(report), indent=1).encode())
+        atomic_write_bytes(json_path, json.dumps(json_safe(report), indent=1,
+                                                 allow_nan=False).encode())
     if plot_path:
         from neumap_ros.core.plots import plot_reports
         plot_reports([report], plot_path, title)
@@ -324,8 +325,8 @@ def cmd_train(args) -> int:
     from neumap_ros.core.features import descriptor_mismatch, FeatureConfig
     from neumap_ros.core.pretrain_data import describe_scenes, RENDERER_VERSION, \
         training_scenes, TrainingData
-    from neumap_ros.core.pretraining import checkpoint_identity, pretrain, PretrainConfig, \
-        read_checkpoint
+    from neumap_ros.core.pretraining import check_batch_split, checkpoint_identity, pretrain, \
+        PretrainConfig, read_checkpoint
     from neumap_ros.core.decoder import decoder_hash, resolve_device
     from neumap_ros.core.map_io import atomic_write_bytes, require_writable
     if args.stop_after is not None and (args.stop_after < 1 or not args.checkpoint):
@@ -351,6 +352,12 @@ def cmd_train(args) -> int:
         raise UsageError('--iterations must be >= 1 (0 only with --init, to copy weights)')
     if args.scenes is not None:
         data = replace(data, synthetic_scenes=args.scenes)
+    if data.synthetic_scenes == 0 and not data.real:
+        raise UsageError('no training scenes: set data.synthetic_scenes (--scenes) >= 1 or '
+                         'list datasets in data.real')
+    # Before an hour of rendering, and before any process group exists.
+    distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
+    check_batch_split(training, int(os.environ['WORLD_SIZE']) if distributed else 1)
     mismatch = descriptor_mismatch(features.kind, training.decoder.descriptor_dim)
     if mismatch:  # before an hour of rendering, not after
         raise UsageError(f'{args.config}: {mismatch}; set training.decoder.descriptor_dim to '
@@ -374,7 +381,6 @@ def cmd_train(args) -> int:
     # Before an hour of rendering: a foreign or corrupt checkpoint ends the run now.
     resume = read_checkpoint(args.checkpoint, checkpoint_identity(
         training, decoder_hash(initial) if initial is not None else None, data_identity))
-    distributed = 'WORLD_SIZE' in os.environ and int(os.environ['WORLD_SIZE']) > 1
     if distributed:
         # gloo: training runs on the CPU. The long timeout covers rank 0 rendering a cold
         # scene cache alone (about 80 min for the shipped recipe) while the others wait.
@@ -403,6 +409,8 @@ def cmd_train(args) -> int:
                       'written yet)')
             return 0
         if rank == 0:
+            # No NaN (invalid JSON) in the outputs; checked before any of them is written.
+            history_json = json.dumps(history, allow_nan=False).encode()
             info = {'training': training.to_dict(), 'data': data.to_dict(),
                     'features': features.to_dict(), 'scenes': describe_scenes(scenes),
                     'data_seconds': round(data_seconds, 1),
@@ -421,7 +429,7 @@ def cmd_train(args) -> int:
                                                   if value is not None])
             write_model_card(card, Path(args.out).name, digest, info, recipe)
             if args.history:
-                atomic_write_bytes(args.history, json.dumps(history).encode())
+                atomic_write_bytes(args.history, history_json)
             if args.checkpoint and Path(args.checkpoint).exists():
                 Path(args.checkpoint).unlink()   # only now: the weights it led to are on disk
             print(f'wrote {args.out} (decoder {digest[:12]}) after '
@@ -504,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'architecture must match the config')
     train.add_argument('--iterations', type=int)
     train.add_argument('--time-budget', type=float, help='stop training after this many s')
-    train.add_argument('--stop-after', type=int,
+    train.add_argument('--stop-after', type=_number(int, 1),
                        help='run this many iterations now, checkpoint, and stop without writing '
                             'weights (resume later; needs --checkpoint)')
     train.add_argument('--scenes', type=int, help='number of synthetic scenes')
@@ -528,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bag_errors() -> tuple:
+    # Imported only when an error is being reported: the bag module loads rosbags and cv2.
+    from neumap_ros.core.bags import rosbags_errors
+    return rosbags_errors()
+
+
 def main(argv=None) -> int:
     """Entry point of the ``neumap`` console script."""
     parser = build_parser()
@@ -541,7 +555,7 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except (UsageError, DatasetError, MapFormatError, CameraError, ImageError, ValueError,
-            FileNotFoundError, RuntimeError) as error:
+            FileNotFoundError, RuntimeError, *_bag_errors()) as error:
         print(f'neumap {args.command}: error: {error}', file=sys.stderr)
         return 2
     except OSError as error:   # disk full, permissions: say so, no traceback

@@ -22,17 +22,22 @@ then runs as a subprocess, alone or under torchrun with two gloo processes.
 from dataclasses import replace
 import io
 import json
+import math
 import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from neumap_ros.cli import main
+from neumap_ros.core import pretraining
+from neumap_ros.core.datasets import DatasetError
 from neumap_ros.core.decoder_weights import load_decoder, write_model_card
 from neumap_ros.core.features import FeatureConfig
 from neumap_ros.core.pretrain_data import training_scenes, TrainingData
@@ -85,13 +90,14 @@ def run_group(command, timeout: float = 240, **kwargs) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-def _run_train(config: Path, cache: Path, out: Path, processes: int = 1, extra=()):
+def _run_train(config: Path, cache: Path, out: Path, processes: int = 1, extra=(),
+               environment=None):
     command = [sys.executable, '-m', 'neumap_ros.cli', 'train', '--config', str(config),
                '--cache', str(cache), '--out', str(out), '--quiet', *map(str, extra)]
     if processes > 1:
         command = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
                    f'--nproc_per_node={processes}', '-m', 'neumap_ros.cli', *command[3:]]
-    environment = dict(os.environ, OMP_NUM_THREADS='1')
+    environment = dict(os.environ, OMP_NUM_THREADS='1', **(environment or {}))
     return run_group(command, env=environment)
 
 
@@ -183,6 +189,7 @@ def test_checkpoints_are_checked_before_use(tiny_setup, tmp_path):
     variants = {'garbage': b'not a checkpoint\n' * 8, 'empty': b'',
                 'truncated': valid[:len(valid) // 2]}
     for name, content in {'tensor': torch.zeros(3), 'kind': dict(state, kind='other'),
+                          'nan history': dict(state, history=[[1, math.nan, 0.5]]),
                           'unmarked': {k: state[k] for k in ('model', 'decoder_optimizer',
                                                              'code_optimizer', 'step',
                                                              'history')}}.items():
@@ -226,17 +233,27 @@ def test_model_card_names_the_parent_once(tmp_path):
     assert '\nneumap train --out w.safetensors --init PARENT.safetensors\n' in card.read_text()
 
 
-@pytest.mark.parametrize('extra, training, message', [
+@pytest.mark.parametrize('extra, changes, message', [
     (('--stop-after', 3), {}, '--stop-after needs a count >= 1 and --checkpoint'),
-    (('--stop-after', 0, '--checkpoint', 'c.ckpt'), {}, '--stop-after needs a count >= 1'),
+    (('--stop-after', 0, '--checkpoint', 'c.ckpt'), {}, 'argument --stop-after: must be >= 1'),
+    (('--stop-after', -1, '--checkpoint', 'c.ckpt'), {},
+     'argument --stop-after: must be >= 1, got -1'),
     (('--iterations', 0), {}, '--iterations must be >= 1'),
     (('--device', 'bogus'), {}, 'device must be auto, cpu or cuda'),
-    ((), {'iterations': '12'}, 'iterations must be of type int'),
-    ((), {'checkpoint_every': 0}, 'checkpoint_every must be >= 1'),
-    ((), {'warmup_iterations': -1}, 'warmup_iterations must be >= 0')])
-def test_train_refuses_bad_settings_before_any_work(tmp_path, extra, training, message):
+    (('--scenes', 0), {}, 'no training scenes'),
+    ((), {'training': {'iterations': '12'}}, 'iterations must be of type int'),
+    ((), {'training': {'checkpoint_every': 0}}, 'checkpoint_every must be >= 1'),
+    ((), {'training': {'warmup_iterations': -1}}, 'warmup_iterations must be >= 0'),
+    ((), {'data': {'real': [{'dataset': '.', 'split': 'train', 'voxel_size': 0}]}},
+     'data.real[0] (.): voxel_size must be a finite number > 0, got 0'),
+    ((), {'data': {'real': [{'dataset': '/nonexistent', 'split': 'train'}]}},
+     'data.real[0]: dataset folder /nonexistent does not exist'),
+    ((), {'data': {'real': [{'dataset': '.', 'spilt': 'test'}]}},
+     "data.real[0]: unknown keys ['spilt']")])
+def test_train_refuses_bad_settings_before_any_work(tmp_path, extra, changes, message):
     """Mistakes in flags or the config end at once, in one line, with nothing written."""
-    settings = dict(TINY, training=dict(TINY['training'], **training))
+    settings = {section: dict(values, **changes.get(section, {}))
+                for section, values in TINY.items()}
     config = tmp_path / 'bad.yaml'
     config.write_text(yaml.safe_dump(settings))
     result = _run_train(config, tmp_path / 'empty-cache', tmp_path / 'w.safetensors',
@@ -311,3 +328,98 @@ def test_train_refuses_keypoints_the_decoder_cannot_read(tmp_path):
     assert "'orb' keypoints do not fit a decoder of 128-d" in result.stderr
     assert 'descriptor_dim' in result.stderr
     assert not cache.exists() and not (tmp_path / 'orb.safetensors').exists()
+
+
+def test_train_refuses_a_batch_the_processes_cannot_share_before_rendering(tmp_path):
+    """voxels_per_batch 4 over 3 processes: exit 2 at once, not after the scenes are made."""
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump(TINY))
+    result = _run_train(config, tmp_path / 'empty-cache', tmp_path / 'w.safetensors',
+                        environment={'WORLD_SIZE': '3', 'RANK': '0'})
+    assert result.returncode == 2, result.stderr
+    assert ('voxels_per_batch (4) must be divisible by the number of processes (3)'
+            in result.stderr)
+    assert not (tmp_path / 'empty-cache').exists() and not (tmp_path / 'w.safetensors').exists()
+
+
+@pytest.mark.parametrize('entry, message', [
+    ({'dataset': '{root}', 'split': 'train', 'spilt': 'test'}, r"unknown keys \['spilt'\]"),
+    ({'dataset': '{root}'}, 'needs split: name the training split'),
+    ({'dataset': '{root}', 'split': None}, 'needs split'),
+    ({'split': 'train'}, 'needs dataset'),
+    ({'dataset': '{root}/missing', 'split': 'train'}, 'missing does not exist'),
+    ({'dataset': '{root}', 'split': 'train', 'voxel_size': 0}, 'voxel_size must be a finite'),
+    ({'dataset': '{root}', 'split': 'train', 'voxel_size': -1.0}, 'voxel_size must be'),
+    ({'dataset': '{root}', 'split': 'train', 'voxel_size': math.nan}, 'voxel_size must be'),
+    ({'dataset': '{root}', 'split': 'train', 'voxel_size': '1'}, 'voxel_size must be'),
+    ({'dataset': '{root}', 'split': 'train', 'voxel_size': True}, 'voxel_size must be'),
+    ('{root}', 'must be a mapping')])
+def test_real_data_entries_are_checked_when_made(tmp_path, entry, message):
+    """A typo, a missing split (every frame, queries too) or a bad size: refused at once."""
+    def fill(value):
+        return value.replace('{root}', str(tmp_path)) if isinstance(value, str) else value
+    entry = {k: fill(v) for k, v in entry.items()} if isinstance(entry, dict) else fill(entry)
+    with pytest.raises(ValueError, match=message):
+        TrainingData(real=[entry])
+    # Named explicitly, every frame is a choice: accepted.
+    assert TrainingData(real=[{'dataset': str(tmp_path), 'split': 'all', 'voxel_size': 2}])
+
+
+def test_an_unknown_split_is_refused_before_rendering(tmp_path):
+    """The split of a real dataset is looked up before any synthetic scene is rendered."""
+    root = tmp_path / 'scene'
+    root.mkdir()
+    np.savetxt(root / 'frame-000000.pose.txt', np.eye(4))
+    cv2.imwrite(str(root / 'frame-000000.color.png'), np.zeros((480, 640, 3), np.uint8))
+    data = TrainingData(**dict(TINY['data'], synthetic_scenes=1,
+                               real=[{'dataset': str(root), 'split': 'nosuch'}]))
+    cache = tmp_path / 'cache'
+    with pytest.raises(DatasetError, match="unknown split 'nosuch'"):
+        training_scenes(data, FeatureConfig(**TINY['features']), 16, cache, progress=False)
+    assert not list(cache.glob('*.npz'))
+
+
+def test_a_batch_larger_than_the_scenes_is_refused(tiny_setup):
+    """Fewer voxels than voxels_per_batch: one clear error, not an empty rank or skewed mean."""
+    _, _, scenes = tiny_setup
+    voxels = sum(len(s.grid) for s in scenes)
+    config = PretrainConfig.from_dict(dict(TINY['training'], voxels_per_batch=voxels + 1))
+    with pytest.raises(ValueError, match=f'hold {voxels} voxels, fewer than voxels_per_batch '
+                                         fr'\({voxels + 1}\)'):
+        pretrain(scenes, config, progress=False)
+
+
+def _diverging_loss(monkeypatch, at_call: int):
+    """Make the training loss NaN from its ``at_call``-th evaluation on."""
+    calls = []
+    real = pretraining.decoding_loss
+
+    def loss(*args, **kwargs):
+        calls.append(1)
+        total, parts = real(*args, **kwargs)
+        return (total * math.nan if len(calls) >= at_call else total), parts
+    monkeypatch.setattr(pretraining, 'decoding_loss', loss)
+
+
+def test_a_diverging_run_stops_without_saving(tiny_setup, tmp_path, monkeypatch):
+    """A non-finite loss ends the run with an error naming the iteration; no checkpoint."""
+    _, _, scenes = tiny_setup
+    config = PretrainConfig.from_dict(TINY['training'])
+    checkpoint = tmp_path / 'run.ckpt'
+    _diverging_loss(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match='non-finite at iteration 3'):
+        pretrain(scenes, config, checkpoint, progress=False, log_every=1)
+    assert not checkpoint.exists()
+
+
+def test_train_writes_nothing_when_training_diverges(tiny_setup, tmp_path, monkeypatch,
+                                                     capsys):
+    """``neumap train``: exit 2 in one line; no weights, card or history with NaN in them."""
+    config, cache, _ = tiny_setup
+    _diverging_loss(monkeypatch, 5)
+    out, history = tmp_path / 'w.safetensors', tmp_path / 'history.json'
+    code = main(['train', '--config', str(config), '--cache', str(cache), '--out', str(out),
+                 '--history', str(history), '--quiet'])
+    assert code == 2 and 'non-finite at iteration 5' in capsys.readouterr().err
+    assert not out.exists() and not history.exists()
+    assert not (tmp_path / 'MODEL_CARD_w.md').exists()

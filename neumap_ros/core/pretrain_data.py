@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 
 from neumap_ros.core.datasets import open_dataset
@@ -40,6 +41,35 @@ from neumap_ros.core.voxels import build_voxel_grid
 
 LOG = logging.getLogger(__name__)
 
+_REAL_KEYS = ('dataset', 'split', 'voxel_size')
+
+
+def _check_real_entry(number: int, entry) -> None:
+    """Refuse a real-data entry now: a typo or a missing split must not cost an hour."""
+    where = f'data.real[{number}]'
+    if not isinstance(entry, dict):
+        raise ValueError(f'{where} must be a mapping {{dataset: path, split: name, '
+                         f'voxel_size: metres}}, got {entry!r}')
+    unknown = sorted(str(key) for key in set(entry) - set(_REAL_KEYS))
+    if unknown:
+        raise ValueError(f'{where}: unknown keys {unknown}; known: {list(_REAL_KEYS)}')
+    dataset = entry.get('dataset')
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f'{where} needs dataset: the path of a dataset folder')
+    if not Path(dataset).expanduser().is_dir():
+        raise ValueError(f'{where}: dataset folder {dataset} does not exist')
+    # No default: all frames would include the queries an evaluation later localizes.
+    split = entry.get('split')
+    if not isinstance(split, str) or not split:
+        raise ValueError(f'{where} ({dataset}) needs split: name the training split, or '
+                         "'all' to train on every frame")
+    if 'voxel_size' in entry:
+        size = entry['voxel_size']
+        if isinstance(size, bool) or not isinstance(size, (int, float)) \
+                or not math.isfinite(size) or size <= 0:
+            raise ValueError(f'{where} ({dataset}): voxel_size must be a finite number > 0, '
+                             f'got {size!r}')
+
 
 @dataclass
 class TrainingData:
@@ -53,7 +83,8 @@ class TrainingData:
     indoor_share: float = 0.65
     voxel_size_indoor: float = 1.0
     voxel_size_outdoor: float = 4.0
-    # Real posed datasets: list of {'dataset': path, 'split': name, 'voxel_size': metres}.
+    # Real posed datasets: list of {'dataset': path, 'split': name, 'voxel_size': metres};
+    # the split is required ('all' for every frame), the voxel size defaults to the indoor one.
     real: list = field(default_factory=list)
     min_points_per_voxel: int = 100
 
@@ -63,10 +94,11 @@ class TrainingData:
                                        'width': 16, 'height': 16, 'indoor_share': 0.0,
                                        'min_points_per_voxel': 1},
                        above={'voxel_size_indoor': 0.0, 'voxel_size_outdoor': 0.0})
-        if not isinstance(self.real, list) or not all(
-                isinstance(entry, dict) and 'dataset' in entry for entry in self.real):
+        if not isinstance(self.real, list):
             raise ValueError('data.real must be a list of {dataset: path, split: name, '
                              'voxel_size: metres}')
+        for number, entry in enumerate(self.real):
+            _check_real_entry(number, entry)
 
     def to_dict(self) -> dict:
         """JSON-friendly form (goes into the model card)."""
@@ -128,12 +160,13 @@ def training_scenes(data: TrainingData, features: FeatureConfig, landmarks_per_v
                      lambda s=seed, k=kind: synthetic_observations(s, k, data, features)))
     for entry in data.real:
         dataset = open_dataset(entry['dataset'])
-        split = entry.get('split')
+        split = entry['split']
+        frames = dataset.split(split)   # an unknown split fails now, not after the rendering
         key = (f'real-{dataset.name}-{split}-{features.kind}{features.max_keypoints}-'
                f'{_digest([str(dataset.root.resolve()), settings])}')
         jobs.append((key, float(entry.get('voxel_size', data.voxel_size_indoor)),
-                     lambda d=dataset, s=split: collect_observations(d, d.split(s), features,
-                                                                     progress=False)))
+                     lambda d=dataset, f=frames: collect_observations(d, f, features,
+                                                                      progress=False)))
     scenes = []
     for key, voxel_size, make in progress_bar(jobs, progress, desc='scenes', unit='scene'):
         observations, tracks = load_scene(cache_dir, key, make)

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from pathlib import Path
 import time
 from typing import Optional
@@ -150,8 +151,8 @@ class _GlobalSampler:
 
     def batch(self, step: int, rank: int, world: int):
         rng = np.random.default_rng([self.config.seed, step])
-        total = len(self.scene_of)
-        chosen = rng.choice(total, min(self.config.voxels_per_batch, total), replace=False)
+        # pretrain() ensures a full batch: every rank then gets the same number of voxels.
+        chosen = rng.choice(len(self.scene_of), self.config.voxels_per_batch, replace=False)
         mine = chosen[rank::world]
         vectors, offsets, slots, labels = [], [], [], []
         for slot, voxel in zip(range(rank, len(chosen), world), mine):
@@ -216,7 +217,8 @@ def _valid_structure(state: dict) -> bool:
             and isinstance(state['code_optimizer'], dict)
             and type(step) is int and step >= 0 and isinstance(history, list)
             and all(isinstance(row, list) and len(row) == 3
-                    and all(type(v) in (int, float) for v in row) for row in history))
+                    and all(type(v) in (int, float) and math.isfinite(v) for v in row)
+                    for row in history))
 
 
 def read_checkpoint(path, identity: dict) -> Optional[dict]:
@@ -265,9 +267,13 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
-    if config.voxels_per_batch % world:
-        raise ValueError(f'voxels_per_batch ({config.voxels_per_batch}) must be divisible by '
-                         f'the number of processes ({world})')
+    check_batch_split(config, world)
+    voxels = sum(len(s.grid) for s in scenes)
+    # A smaller batch would leave ranks without voxels and DDP's average unlike one process's.
+    if voxels < config.voxels_per_batch:
+        raise ValueError(f'the training scenes hold {voxels} voxels, fewer than '
+                         f'voxels_per_batch ({config.voxels_per_batch}): lower voxels_per_batch '
+                         'or add scenes')
     identity = checkpoint_identity(
         config, decoder_hash(decoder) if decoder is not None else None, data_identity)
     identity['scenes'] = scenes_digest(scenes)
@@ -329,6 +335,10 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
         offsets, logits, attention = wrapped(batch.voxels,
                                              batch.vectors.view(voxels_per_rank, rows, -1))
         loss, parts = decoding_loss(offsets, logits, batch, attention)
+        # Before the step: a diverged run must stop, not go on to save garbage weights.
+        if _any_rank(not bool(torch.isfinite(loss)), distributed):
+            raise RuntimeError(f'the training loss became non-finite at iteration {step + 1}: '
+                               'no weights written (lower decoder_lr or code_lr)')
         decoder_optimizer.zero_grad(set_to_none=True)
         code_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -351,8 +361,18 @@ def pretrain(scenes: list, config: PretrainConfig, checkpoint_path=None, progres
             save(step + 1)
     else:
         step = config.iterations
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise RuntimeError(f'the weights became non-finite by iteration {step}: no weights '
+                           'written (lower decoder_lr or code_lr)')
     save(step)
     return decoder.eval(), history, finished
+
+
+def check_batch_split(config: PretrainConfig, world: int) -> None:
+    """Refuse a batch that ``world`` processes cannot share evenly (before any rendering)."""
+    if config.voxels_per_batch % world:
+        raise ValueError(f'voxels_per_batch ({config.voxels_per_batch}) must be divisible by '
+                         f'the number of processes ({world})')
 
 
 def learning_rate_scale(step: int, config: PretrainConfig) -> float:
@@ -372,6 +392,15 @@ def _stop_agreed(local_stop: bool, distributed: bool) -> bool:
         return local_stop
     flag = torch.tensor([1 if local_stop else 0])
     dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _any_rank(local: bool, distributed: bool) -> bool:
+    """Whether ``local`` holds on any rank: all ranks then stop together, none waits alone."""
+    if not distributed:
+        return local
+    flag = torch.tensor([1 if local else 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
 
