@@ -23,6 +23,7 @@ that were not mapped.
 from pathlib import Path
 import shutil
 import signal
+import time
 
 from geometry_msgs.msg import PoseStamped
 from neumap_testing import DiagnosticsWatcher, MAP_FRAMES, pose_error, QUERY_FRAMES, SCENE, \
@@ -141,7 +142,7 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     ros = ros_context
     output = tmp_path / 'live.safetensors'
     builder = start_builder(ros_process, output, extra={
-        'pose_topic': '/camera_pose', 'image_qos': 'reliable',
+        'pose_topic': '/camera_pose', 'image_qos': 'reliable', 'pose_wait': 1.0,
         'work_dir': str(tmp_path / 'frames')}, depth_topic='/live/depth',
         remappings=launch_params.map_builder_remappings('/live/image', '/live/camera_info',
                                                         '/live/depth'))
@@ -159,6 +160,23 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     assert not build().success
     stamp = 1_760_000_000 * 10 ** 9
     frames_dir = tmp_path / 'frames'
+    # A frame posed in odom, not the world frame: refused, said once, never staged.
+    header = Image().header
+    header.stamp, header.frame_id = ns_to_stamp(stamp), 'camera'
+    pose = PoseStamped()
+    pose.header.stamp, pose.header.frame_id = header.stamp, 'odom'
+    frame = kitchen.frames[BAG_FRAMES[0]]
+    matrix_to_pose(frame.T_world_camera, pose.pose)
+    poses.publish(pose)
+    infos.publish(camera_to_camera_info(frame.camera, header))
+    depths.publish(numpy_to_image(
+        np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
+    images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+    ros.spin_until(lambda: "in frame 'odom', not world_frame 'map'" in builder.log(),
+                   timeout=20.0, watch=[builder], what='the odom pose to be refused')
+    passed = time.monotonic() + 2.0   # beyond pose_wait: the frame had its chance
+    ros.spin_until(lambda: time.monotonic() > passed, timeout=5.0, what='pose_wait to pass')
+    assert not list(frames_dir.glob('*.pose.txt'))
     for index, name in enumerate(BAG_FRAMES):
         frame = kitchen.frames[name]
         stamp += 200_000_000

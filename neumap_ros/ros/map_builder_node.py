@@ -179,6 +179,7 @@ class MapBuilderNode(Node):
         self.skipped = {'no_pose': 0, 'no_depth': 0, 'no_frame_id': 0, 'queue_full': 0,
                         'bad': 0, 'write_failed': 0}
         self._skipped_reported = 0   # skipped frames at the last diagnostics message
+        self.poses_in_other_frame = 0
         self.keyframes = KeyframeSelector(self.p['keyframe_translation'],
                                           self.p['keyframe_rotation_deg'])
         if self.p['bag_path']:
@@ -257,6 +258,15 @@ class MapBuilderNode(Node):
             self.depths.pop(min(self.depths))
 
     def _on_pose(self, msg: PoseStamped) -> None:
+        frame, world = msg.header.frame_id.strip('/'), self.p['world_frame'].strip('/')
+        if frame and frame != world:
+            # A pose in another frame (odom for map) would build a map in that frame: its
+            # frames end up skipped for want of a pose, and the reason is said here.
+            self.poses_in_other_frame += 1
+            self.get_logger().warning(
+                f'ignoring poses on {self.p["pose_topic"]}: they are in frame {frame!r}, not '
+                f'world_frame {world!r}', throttle_duration_sec=5.0)
+            return
         try:
             self.poses[stamp_to_ns(msg.header.stamp)] = pose_to_matrix(msg.pose)
         except ValueError:
@@ -550,6 +560,7 @@ class MapBuilderNode(Node):
         values = {'stage': stage, 'progress': f'{progress:.3f}', 'frames': str(self.frames),
                   'output_path': str(self.output), 'work_dir': str(self.work_dir)}
         values.update({f'skipped_{k}': str(v) for k, v in self.skipped.items()})
+        values['poses_in_other_frame'] = str(self.poses_in_other_frame)
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
