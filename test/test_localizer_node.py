@@ -687,3 +687,54 @@ def test_a_mounted_camera_keeps_its_parent(ros_context, ros_process, feature_map
     poses.clear()
     publish_until(ros, camera, lambda: camera.publish(camera.frame(QUERY_FRAMES[4])),
                   lambda: poses, node, 'poses again with min_inliers 15', period=1.0)
+
+
+def large_feature_map(path, points: int = 1_500_000):
+    """Write a feature map of random points, large enough that loading it takes seconds."""
+    from neumap_ros.core.feature_map import FeatureMap
+    from neumap_ros.core.features import FeatureConfig
+    from neumap_ros.core.retrieval import Vocabulary
+    rng = np.random.default_rng(0)
+    words = rng.normal(size=(8, 128))
+    words /= np.linalg.norm(words, axis=1, keepdims=True)
+    FeatureMap(FeatureConfig(kind='sift'), rng.integers(0, 4, points).astype(np.int32),
+               rng.integers(0, 256, (points, 128), dtype=np.uint8),
+               rng.normal(size=(points, 3)).astype(np.float32),
+               rng.normal(size=(4, 3)).astype(np.float32),
+               Vocabulary(words.astype(np.float32), np.ones(8, np.float32)),
+               rng.uniform(0.0, 1.0, (4, 8)).astype(np.float32), {'dataset': 'large'}).save(path)
+    return path
+
+
+def test_the_node_keeps_working_while_a_map_loads(ros_context, ros_process, feature_map,
+                                                  tmp_path):
+    """
+    ~/load_map of a map that takes seconds to read does not stall the node meanwhile.
+
+    The node's diagnostics (as its TF republishing and image intake) keep coming while the
+    call is pending; before, the whole executor waited for the map.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    ros = ros_context
+    large = large_feature_map(tmp_path / 'large.safetensors')
+    node = start_localizer(ros_process, feature_map, {'diagnostics_period': 0.2,
+                                                      'autostart': True},
+                           IMAGE_TOPIC, INFO_TOPIC)
+    stamps = []
+    ros.node.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda msg: stamps.extend(stamp_to_ns(msg.header.stamp) for status in msg.status
+                                  if status.name.startswith(f'/{NODE}:')), 50)
+    ros.spin_until(lambda: f'/{NODE}/load_map' in dict(ros.node.get_service_names_and_types()),
+                   watch=[node], what='~/load_map service')
+    assert set_parameters(ros, NODE, {'map_path': str(large)})[0].successful
+    started = time.time_ns()
+    response = call(ros, Trigger, f'/{NODE}/load_map', Trigger.Request(), timeout=60.0,
+                    watch=[node])
+    ended = time.time_ns()
+    assert response.success and str(large) in response.message, response.message
+    assert ended - started > 1.0e9, 'the map loaded too fast to show anything'
+    # Stamped by the node while the call was pending (margins for transport both ways).
+    during = [s for s in stamps if started + 2e8 < s < ended - 2e8]
+    assert len(during) >= 2, (len(during), (ended - started) / 1e9)
+    node.assert_running()

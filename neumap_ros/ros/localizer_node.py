@@ -42,8 +42,9 @@ Outputs, all stamped with the image stamp:
 
 ``~/load_map`` is a std_srvs/Trigger: it (re)loads the file named by the ``map_path``
 parameter, so switching maps at run time is ``ros2 param set`` followed by the call; the old
-map stays in use when the new one fails to load. ``~/relocalize`` makes the next frame ignore
-any pose prior (global relocalization).
+map stays in use while the new one loads (images, TF and diagnostics go on meanwhile) and when
+it fails to load. ``~/relocalize`` makes the next frame ignore any pose prior (global
+relocalization).
 """
 
 from dataclasses import dataclass
@@ -58,10 +59,11 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
@@ -273,6 +275,10 @@ class LocalizerNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self._cond = threading.Condition()        # guards sync, stats, priors, pending state
         self._localizer_lock = threading.Lock()   # held while localizing or swapping maps
+        # ~/load_map runs in a group of its own (main() spins two threads): reading a large
+        # map takes seconds, during which images, TF republishing and diagnostics go on.
+        self._load_group = MutuallyExclusiveCallbackGroup()
+        self._released = 0   # maps released (cleanup, shutdown): a load begun before is void
         self._config: Optional[_Config] = None
         self._localizer = None
         self._map_path = ''
@@ -462,7 +468,8 @@ class LocalizerNode(LifecycleNode):
             self.create_subscription(PoseWithCovarianceStamped, 'initialpose',
                                      self._on_initial_pose, 10),
             self.create_service(Trigger, '~/relocalize', self._on_relocalize),
-            self.create_service(Trigger, '~/load_map', self._on_load_map),
+            self.create_service(Trigger, '~/load_map', self._on_load_map,
+                                callback_group=self._load_group),
         ]
         if c.tf_broadcast and c.tf_mode == 'odom' and c.tf_republish_rate > 0:
             self._entities.append(self.create_timer(1.0 / c.tf_republish_rate,
@@ -511,6 +518,7 @@ class LocalizerNode(LifecycleNode):
             if self._localizer is not None:
                 self._localizer.release()
             self._localizer = None
+            self._released += 1
         for publisher in self._lifecycle_pubs:
             self.destroy_lifecycle_publisher(publisher)
         self._lifecycle_pubs = []
@@ -730,8 +738,11 @@ class LocalizerNode(LifecycleNode):
         return response
 
     def _on_load_map(self, request, response):
+        # Runs beside the other callbacks (its own callback group): the old map localizes
+        # until the new one is ready, then they are swapped under the localizer lock.
         path = self.get_parameter('map_path').value
         started = time.monotonic()
+        released = self._released
         try:
             if not path:
                 raise ConfigError('map_path is empty')
@@ -743,8 +754,17 @@ class LocalizerNode(LifecycleNode):
             response.success, response.message = False, message
             return response
         with self._localizer_lock:
-            old, self._localizer = self._localizer, localizer
-            self._map_path = path
+            # Deactivated, cleaned up or shut down while it loaded: the map is not wanted.
+            stale = self._state != 'active' or self._released != released
+            if not stale:
+                old, self._localizer = self._localizer, localizer
+                self._map_path = path
+        if stale:
+            localizer.release()
+            response.success = False
+            response.message = f'the node left the active state while {path} loaded; not used'
+            self.get_logger().warning(response.message)
+            return response
         if old is not None:
             old.release()
         with self._cond:
@@ -1084,9 +1104,13 @@ def main(args=None) -> None:
                 node.trigger_configure()
                 if node._state == 'inactive':
                     node.trigger_activate()
+            # Two threads: ~/load_map (its own callback group) beside everything else.
+            executor = MultiThreadedExecutor(num_threads=2)
+            executor.add_node(node)
             try:
-                rclpy.spin(node)
+                executor.spin()
             finally:
+                executor.shutdown()
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
