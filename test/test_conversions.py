@@ -22,6 +22,8 @@ propagation of the pose covariance over the camera-to-base lever arm.
 
 import array
 import math
+import struct
+import zlib
 
 import cv2
 from geometry_msgs.msg import Pose
@@ -134,6 +136,31 @@ def test_compressed_images(bgr):
     assert mono.shape == (480, 640)
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """Return a tiny, well-formed PNG whose header claims ``width`` x ``height`` pixels."""
+    def chunk(kind, body):
+        return (struct.pack('>I', len(body)) + kind + body
+                + struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff))
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+            + chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b''))
+
+
+def test_a_damaged_compressed_header_is_a_conversion_error():
+    """A header claiming billions of pixels (OpenCV raises, not returns None) is one bad image."""
+    msg = CompressedImage(format='png', data=array.array('B', png_claiming(60000, 60000)))
+    with pytest.raises(ImageConversionError, match='cannot decode compressed image'):
+        compressed_to_numpy(msg)
+
+
+def test_16bit_depth_saturation_is_no_reading():
+    """65535 mm (a driver's "no return") reads as unknown depth, as 0 does."""
+    from neumap_ros.core.sensor_data import decode_depth
+    millimetres = np.array([[0, 1500], [65535, 65534]], np.uint16)
+    depth = decode_depth(2, 2, '16UC1', 4, millimetres.tobytes())
+    np.testing.assert_allclose(depth, [[0.0, 1.5], [0.0, 65.534]], rtol=1e-6)
+
+
 def test_numpy_to_image_round_trip(bgr):
     """numpy_to_image and image_to_numpy are inverse for bgr8, rgb8 and mono8."""
     for encoding in ('bgr8', 'rgb8'):
@@ -164,6 +191,16 @@ def test_camera_info_to_camera():
     assert len(rational.distortion) == 8
     rectified = camera_info_to_camera(info(d=(0.1, -0.2, 0, 0, 0)), rectified=True)
     assert rectified.distortion == () and rectified.fx == 525.0
+    # Rectified input reads P (here unlike K) and ignores D, whatever it holds.
+    stereo = info(d=(math.nan,) * 5)
+    stereo.p = [500.0, 0.0, 310.0, -30.0, 0.0, 505.0, 235.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    camera = camera_info_to_camera(stereo, rectified=True)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy) == (500.0, 505.0, 310.0, 235.0)
+    assert camera.distortion == ()
+    empty_p = info()
+    empty_p.p = [0.0] * 12
+    with pytest.raises(CameraInfoError, match='P is all zero'):
+        camera_info_to_camera(empty_p, rectified=True)
     binned = info()
     binned.binning_x = binned.binning_y = 2
     binned.roi.x_offset, binned.roi.y_offset, binned.roi.width, binned.roi.height = \

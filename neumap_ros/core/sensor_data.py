@@ -135,8 +135,10 @@ def decode_depth(height: int, width: int, encoding: str, step: int, data,
         return depth
     if encoding not in ('16UC1', 'mono16'):
         raise ImageConversionError(f'depth encoding "{encoding}" is not 16UC1, mono16 or 32FC1')
-    return decode_image(height, width, encoding, step, data, is_bigendian).astype(
-        np.float32) / 1000.0
+    millimetres = decode_image(height, width, encoding, step, data, is_bigendian)
+    depth = millimetres.astype(np.float32) / 1000.0
+    depth[millimetres == np.iinfo(np.uint16).max] = 0.0   # "no reading", as in 7-Scenes
+    return depth
 
 
 def decode_compressed(image_format: str, data) -> np.ndarray:
@@ -158,7 +160,11 @@ def decode_compressed(image_format: str, data) -> np.ndarray:
     buffer = _byte_buffer(data)
     if buffer.size == 0:
         raise ImageConversionError('compressed image holds no data')
-    pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:   # e.g. a damaged header claiming billions of pixels
+        raise ImageConversionError(f'cannot decode compressed image (format "{image_format}", '
+                                   f'{buffer.size} bytes): {error.err}') from None
     if pixels is None:
         raise ImageConversionError(
             f'cannot decode compressed image (format "{image_format}", {buffer.size} bytes)')
@@ -222,6 +228,9 @@ def camera_from_calibration(width: int, height: int, distortion_model: str, d: S
     else:
         fx, fy, cx, cy = values[0], values[4], values[2], values[5]
         fixed = {1: 0.0, 3: 0.0, 6: 0.0, 7: 0.0, 8: 1.0}
+    if rectified and not np.any(values):
+        raise CameraInfoError('camera_info P is all zero: rectified_input needs the projection '
+                              'matrix of a calibrated camera')
     if fx <= 0 or fy <= 0:
         raise CameraInfoError(f'camera_info focal lengths are not positive (fx={fx}, fy={fy}): '
                               f'the camera is uncalibrated')
@@ -233,7 +242,8 @@ def camera_from_calibration(width: int, height: int, distortion_model: str, d: S
             f'(entries {", ".join(f"[{i}]={v:g}" for i, v in wrong.items())}; expected '
             f'{", ".join(f"[{i}]={fixed[i]:g}" for i in wrong)})')
     distortion = tuple(float(v) for v in np.asarray(d, dtype=float).reshape(-1))
-    if not all(np.isfinite(distortion)):
+    # Rectified images ignore D, so whatever it holds does not matter.
+    if not rectified and not all(np.isfinite(distortion)):
         raise CameraInfoError('camera_info distortion coefficients have NaN or infinite values')
     model = (distortion_model or '').strip()
     if rectified:
