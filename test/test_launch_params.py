@@ -193,18 +193,46 @@ def test_claimed_domain_ids_are_never_shared():
 
 
 def test_parameter_file_lookup_follows_rcl_matching(tmp_path):
-    """Node keys match by name, namespace suffix or wildcard; the last match in the file wins."""
+    """Node keys match by name and namespace, with wildcards; the last match in the file wins."""
     params = tmp_path / 'p.yaml'
     params.write_text('/**:\n  ros__parameters:\n    base_frame: robot\n    x: 1\n'
                       '/robot1/localizer_node:\n  ros__parameters:\n    base_frame: ""\n'
                       'other_node:\n  ros__parameters:\n    x: 2\n')
-    assert launch_params.node_parameter(str(params), 'localizer_node', 'base_frame') == ''
-    assert launch_params.node_parameter(str(params), 'localizer_node', 'x') == 1
-    assert launch_params.node_parameter(str(params), 'other_node', 'base_frame') == 'robot'
-    assert launch_params.node_parameter(str(params), 'localizer_node', 'y', 'd') == 'd'
+    lookup = launch_params.node_parameter
+    assert lookup(str(params), 'localizer_node', 'base_frame') == 'robot'   # root: not robot1
+    assert lookup(str(params), 'localizer_node', 'base_frame', namespace='/robot1') == ''
+    assert lookup(str(params), 'localizer_node', 'x') == 1
+    assert lookup(str(params), 'other_node', 'x') == 2
+    assert lookup(str(params), 'other_node', 'x', namespace='robot1') == 1
+    assert lookup(str(params), 'localizer_node', 'y', 'd') == 'd'
     (tmp_path / 'bad.yaml').write_text('- a list\n')
     with pytest.raises(ValueError, match='not a ROS 2 parameter file'):
-        launch_params.node_parameter(str(tmp_path / 'bad.yaml'), 'localizer_node', 'x')
+        lookup(str(tmp_path / 'bad.yaml'), 'localizer_node', 'x')
+
+
+KEYS = ['/**', 'n', '/n', '/robot1/n', '/*/n', '/**/n', '/robot1/**', '/robot1/*', '/*',
+        '/robot1/sub/n', '/**/sub/n', '/*/*/n', 'robot1/n', '/other/n', '/n/**']
+
+
+@pytest.mark.parametrize('namespace', ['', '/robot1', '/robot1/sub'])
+def test_node_keys_match_as_rclpy_applies_them(tmp_path, namespace):
+    """Every key form is checked against what rclpy itself applies to a node."""
+    import rclpy
+    from rclpy.node import Node
+    params = tmp_path / 'keys.yaml'
+    params.write_text(''.join(f'"{key}":\n  ros__parameters:\n    k{index}: true\n'
+                              for index, key in enumerate(KEYS)))
+    context = rclpy.Context()
+    rclpy.init(args=['--ros-args', '--params-file', str(params)], context=context)
+    try:
+        node = Node('n', namespace=namespace or '/', context=context,
+                    automatically_declare_parameters_from_overrides=True)
+        applied = {KEYS[int(name[1:])] for name in node._parameters if name.startswith('k')}
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
+    matched = {key for key in KEYS if launch_params.node_key_matches(key, 'n', namespace)}
+    assert matched == applied
 
 
 def test_replay_evaluator_scores_the_frame_the_localizer_publishes(tmp_path):

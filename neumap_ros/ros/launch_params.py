@@ -23,6 +23,7 @@ default changed here changes both.
 
 import os
 from pathlib import Path
+import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 PACKAGE = 'neumap_ros'
@@ -222,12 +223,26 @@ def replay_paths(output_dir: str) -> Dict[str, str]:
             'plot_path': os.path.join(root, 'report.png')}
 
 
-def node_parameter(params_file: str, node: str, name: str, default=None):
+def node_key_matches(key: str, node: str, namespace: str = '') -> bool:
     """
-    Return what a ROS 2 parameter file sets ``name`` to for the node named ``node``.
+    Tell whether a parameter-file node key applies to ``node`` in ``namespace``, as in rcl.
 
-    Entries are read in file order and the last match wins, as rcl applies them; a node key
-    matches when it is the node's name, ends in ``/<node>``, or is the ``/**`` wildcard.
+    A key is a fully qualified node name (a leading ``/`` is implied) whose tokens may be
+    ``*`` (any one token) or ``**`` (any number of tokens, none included).
+    """
+    tokens = [t for t in str(key).strip().split('/') if t]
+    pattern = ''.join('(?:/[^/]+)*' if t == '**' else '/[^/]+' if t == '*' else
+                      '/' + re.escape(t) for t in tokens)
+    name = '/'.join([''] + [t for t in namespace.split('/') if t] + [node])
+    return re.fullmatch(pattern, name) is not None
+
+
+def node_parameter(params_file: str, node: str, name: str, default=None, namespace: str = ''):
+    """
+    Return what a ROS 2 parameter file sets ``name`` to for ``node`` in ``namespace``.
+
+    Entries are read in file order and the last match wins, as rcl applies them; which keys
+    match is :func:`node_key_matches`.
     """
     import yaml
     with open(params_file, encoding='utf-8') as stream:
@@ -236,8 +251,7 @@ def node_parameter(params_file: str, node: str, name: str, default=None):
         raise ValueError(f'{params_file}: not a ROS 2 parameter file (no node keys)')
     value = default
     for key, entry in content.items():
-        key = str(key)
-        if key in ('/**', node) or key.endswith('/' + node):
+        if node_key_matches(str(key), node, namespace):
             parameters = (entry or {}).get('ros__parameters') if isinstance(entry, dict) \
                 else None
             if isinstance(parameters, dict) and name in parameters:
