@@ -252,6 +252,10 @@ def test_pose_transform_and_stamp_conversions():
     np.testing.assert_allclose(pose_to_matrix(matrix_to_pose(T)), T, atol=1e-12)
     stamp_ns = 1_700_000_123_456_789_012
     assert stamp_to_ns(ns_to_stamp(stamp_ns)) == stamp_ns
+    # Time holds int32 seconds: beyond 2038 it saturates instead of wrapping to 1901.
+    latest = ns_to_stamp(2 ** 31 * 10 ** 9 + 5)
+    assert (latest.sec, latest.nanosec) == (2 ** 31 - 1, 999_999_999)
+    assert stamp_to_ns(ns_to_stamp(-5)) == 0
     msg = make_transform_stamped(T, 'map', 'odom', stamp_ns)
     assert (msg.header.frame_id, msg.child_frame_id) == ('map', 'odom')
     np.testing.assert_allclose(transform_to_matrix(msg.transform), T, atol=1e-12)

@@ -168,6 +168,9 @@ def test_parameter_types_accept_whole_numbers_for_floats_only():
     assert 'must be of type float' in type_problem('rate', True, 1.0)
     assert 'must be of type int' in type_problem('every', 2.0, 1)
     assert type_problem('topics', ['/a'], ['']) is None
+    # `-p topics:=[1,2]` is a list of the wrong items; `-p topics:=[]` arrives as None.
+    assert 'must be a list of str' in type_problem('topics', [1, 2], [''])
+    assert type_problem('topics', None, ['']) is None and coerce(None, ['']) == []
     # NaN passes every range check (nan < 0 is False) and inf stalls a timeout: both refused.
     for value in (float('nan'), float('inf'), -float('inf')):
         assert 'must be a finite number' in type_problem('tf_lookup_timeout', value, 0.1)

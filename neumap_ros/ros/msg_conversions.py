@@ -38,9 +38,13 @@ def stamp_to_ns(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
+# builtin_interfaces/Time holds seconds in an int32: a larger value would wrap when sent.
+MAX_STAMP_NS = (2 ** 31 - 1) * NS_PER_S + NS_PER_S - 1
+
+
 def ns_to_stamp(nanoseconds: int) -> Time:
-    """Return integer nanoseconds as a builtin_interfaces/Time (non-negative)."""
-    nanoseconds = max(int(nanoseconds), 0)
+    """Return integer nanoseconds as a builtin_interfaces/Time, clamped to what it can hold."""
+    nanoseconds = min(max(int(nanoseconds), 0), MAX_STAMP_NS)
     return Time(sec=nanoseconds // NS_PER_S, nanosec=nanoseconds % NS_PER_S)
 
 

@@ -36,6 +36,13 @@ def type_problem(name: str, value, default) -> Optional[str]:
     whole_number = isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, float) and whole_number:
         return None
+    if isinstance(default, list):
+        if value is None:   # `-p name:=[]` arrives without a type
+            return None
+        kind = type(default[0]) if default else None
+        if isinstance(value, list) and kind is not None and \
+                not all(type(item) is kind for item in value):
+            return (f'parameter {name} must be a list of {kind.__name__}, got {value!r}')
     if type(value) is not type(default):
         return (f'parameter {name} must be of type {type(default).__name__}, '
                 f'got {value!r} ({type(value).__name__})')
@@ -46,6 +53,8 @@ def type_problem(name: str, value, default) -> Optional[str]:
 
 def coerce(value, default):
     """Return ``value`` as the default's type (whole numbers given for floats become floats)."""
+    if isinstance(default, list) and value is None:
+        return []
     return float(value) if isinstance(default, float) else value
 
 
