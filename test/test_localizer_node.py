@@ -340,6 +340,21 @@ def test_bad_inputs_qos_and_services(ros_context, ros_process, feature_map, othe
                   lambda: 'too_few_keypoints' in diagnostics.values().get('last_failure', ''),
                   node, 'failure of a blank image')
 
+    # Images and calibration of different frames (a remapping mix-up) are warned about.
+    def other_frames():
+        stamp_ns = camera.next_stamp()
+        image = camera.frame(QUERY_FRAMES[2])
+        image.header.stamp, image.header.frame_id = ns_to_stamp(stamp_ns), CAMERA_FRAME
+        info = camera_to_camera_info(kitchen.frames[QUERY_FRAMES[0]].camera)
+        info.header.stamp, info.header.frame_id = image.header.stamp, 'ir_optical_frame'
+        camera.infos.publish(info)
+        camera.images.publish(image)
+        return stamp_ns
+
+    publish_until(ros, camera, other_frames,
+                  lambda: "their camera_info in 'ir_optical_frame'" in node.log(), node,
+                  'a warning about the mismatched frames')
+
     # A stamp older than the last one is refused; an image without its info waits.
     old = camera.stamp_ns - 10 ** 9
     publish_until(ros, camera, lambda: camera.publish(camera.frame(QUERY_FRAMES[2]),

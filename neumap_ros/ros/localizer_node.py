@@ -799,7 +799,12 @@ class LocalizerNode(LifecycleNode):
                 self._process(pair)
             except Exception:  # keep the worker alive whatever happens
                 message = traceback.format_exc()
-                self.get_logger().error(f'unexpected error while localizing:\n{message}')
+                now = time.monotonic()
+                # A fault that repeats on every frame would flood the log: the traceback at
+                # most every 5 s, each occurrence counted in the diagnostics.
+                if now - self._warned.get('internal', -math.inf) >= 5.0:
+                    self._warned['internal'] = now
+                    self.get_logger().error(f'unexpected error while localizing:\n{message}')
                 with self._cond:
                     self._stats.record_rejection(time.monotonic(), 'internal',
                                                  message.strip().splitlines()[-1])
@@ -823,6 +828,13 @@ class LocalizerNode(LifecycleNode):
         frame = (c.camera_frame or msg.header.frame_id or pair.info.header.frame_id).lstrip('/')
         if not frame:
             raise ValueError('the image has no header.frame_id and camera_frame is not set')
+        image_frame = msg.header.frame_id.lstrip('/')
+        info_frame = pair.info.header.frame_id.lstrip('/')
+        if not c.camera_frame and image_frame and info_frame and image_frame != info_frame:
+            # Usually a remapping that pairs one camera's images with another's calibration.
+            self._warn_once('frame_mismatch', f'the images are in frame {image_frame!r} but '
+                            f'their camera_info in {info_frame!r}: using {image_frame!r}; '
+                            f'check the camera topics (or set camera_frame)')
         return pixels, camera, frame
 
     def _prior(self, stamp_ns: int, camera_frame: str):
