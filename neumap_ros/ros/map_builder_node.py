@@ -48,6 +48,7 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -180,6 +181,8 @@ class MapBuilderNode(Node):
                         'bad': 0, 'write_failed': 0}
         self._skipped_reported = 0   # skipped frames at the last diagnostics message
         self.poses_in_other_frame = 0
+        self.incompatible_qos = self.lost_in_transport = 0   # live camera subscriptions
+        self.sync = None
         self.keyframes = KeyframeSelector(self.p['keyframe_translation'],
                                           self.p['keyframe_rotation_deg'])
         if self.p['bag_path']:
@@ -218,10 +221,13 @@ class MapBuilderNode(Node):
         self.pending = deque()
         self.poses, self.depths = {}, {}
         self.tf = TransformBuffer(cache_time=30.0)
-        self.create_subscription(Image, 'image', self._on_image, qos)
-        self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            message_lost=self._on_message_lost)
+        self.create_subscription(Image, 'image', self._on_image, qos, event_callbacks=events)
+        self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos,
+                                 event_callbacks=events)
         if self.p['use_depth']:
-            self.create_subscription(Image, 'depth', self._on_depth, qos)
+            self.create_subscription(Image, 'depth', self._on_depth, qos, event_callbacks=events)
         if self.p['pose_topic']:
             self.create_subscription(PoseStamped, self.p['pose_topic'], self._on_pose, 50)
         self.create_subscription(TFMessage, '/tf', lambda m: self._on_tf(m, False), TF_QOS)
@@ -229,6 +235,19 @@ class MapBuilderNode(Node):
                                  TF_STATIC_QOS)
         # Steady, as pose_wait is: a paused /clock must not freeze the queue.
         self.create_timer(0.05, self._drain, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _on_incompatible_qos(self, info) -> None:
+        # A reliable subscription never hears a best-effort camera: nothing would ever be
+        # collected, silently. Say so in the log and the diagnostics.
+        self.incompatible_qos += 1
+        policy = getattr(info.last_policy_kind, 'name', str(info.last_policy_kind))
+        self.get_logger().warning(
+            f'a camera publisher offers QoS incompatible with image_qos '
+            f'"{self.p["image_qos"]}" (policy {policy}); try image_qos sensor_data',
+            throttle_duration_sec=5.0)
+
+    def _on_message_lost(self, info) -> None:
+        self.lost_in_transport += int(info.total_count_change)
 
     def _on_image(self, msg: Image) -> None:
         self.sync.add_image(stamp_to_ns(msg.header.stamp), msg)
@@ -547,6 +566,10 @@ class MapBuilderNode(Node):
         skipped = sum(self.skipped.values())
         if stage == 'failed':
             status.level, status.message = DiagnosticStatus.ERROR, f'failed: {self.error}'
+        elif stage == 'collecting' and self.incompatible_qos and not self.frames:
+            status.level = DiagnosticStatus.WARN
+            status.message = (f'collecting: nothing received, a camera publisher offers QoS '
+                              f'incompatible with image_qos "{self.p["image_qos"]}"')
         elif stage == 'collecting' and skipped > self._skipped_reported:
             # Frames arrive but are thrown away: say so, not "collecting" in green.
             reasons = ', '.join(f'{k} {v}' for k, v in self.skipped.items() if v)
@@ -561,6 +584,14 @@ class MapBuilderNode(Node):
                   'output_path': str(self.output), 'work_dir': str(self.work_dir)}
         values.update({f'skipped_{k}': str(v) for k, v in self.skipped.items()})
         values['poses_in_other_frame'] = str(self.poses_in_other_frame)
+        if self.sync is not None:   # live: how images and calibration paired up
+            counters = self.sync.counters
+            values.update({'sync_pairs': str(counters.pairs),
+                           'sync_dropped': str(counters.dropped),
+                           'sync_out_of_order': str(counters.out_of_order),
+                           'sync_restarts': str(counters.restarts),
+                           'incompatible_qos': str(self.incompatible_qos),
+                           'frames_lost_in_transport': str(self.lost_in_transport)})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
