@@ -39,7 +39,6 @@ import numpy as np
 from run_benchmarks import KITCHEN_QUERY_SIDE
 import torch
 
-from neumap_ros.cli import _apply, _load_yaml
 from neumap_ros.core.data_paths import require_shared_data
 from neumap_ros.core.datasets import open_dataset
 from neumap_ros.core.decoder_weights import load_decoder
@@ -50,6 +49,7 @@ from neumap_ros.core.map_io import atomic_write_bytes
 from neumap_ros.core.mapping import build_neural_map, MappingConfig
 from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.observations import collect_observations
+from neumap_ros.core.settings import load_settings_file, with_overrides
 
 
 def through_file(neural) -> tuple:
@@ -73,8 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results'))
     args = parser.parse_args(argv)
     # The preset goes through the same checked settings layer as `neumap build-map --config`.
-    mapping = _apply(MappingConfig(), _load_yaml(args.config).get('mapping', {}),
-                     args.config or 'defaults')
+    mapping = with_overrides(MappingConfig(),
+                             load_settings_file(args.config).get('mapping', {}),
+                             args.config or 'defaults')
     if args.refine_track_points:
         mapping = replace(mapping, refine_track_points=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
