@@ -25,7 +25,8 @@ import pytest
 
 from neumap_ros.core.camera import CameraError, PinholeCamera
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig, \
-    ImageError, to_gray_uint8
+    Features, ImageError, to_gray_uint8, uint16_to_uint8
+from neumap_ros.core.observations import depth_at, observe_frame
 
 NAN = float('nan')
 DISTORTION = (-0.21, 0.06, 0.0012, -0.0008, -0.01)
@@ -95,6 +96,34 @@ def test_undistort_inverts_opencv_projection():
     np.testing.assert_array_equal(result, distorted)
     assert result is not distorted
     assert camera.undistort_points(np.zeros((0, 2))).shape == (0, 2)
+
+
+@pytest.mark.parametrize('distortion', [(-0.3, 0.1, 0.0, 0.0), (-0.4, 0.2, 0.0, 0.0, -0.05),
+                                        (0.5, 0.3, 0.001, 0.001, 0.1, 0.8, 0.4, 0.2)])
+def test_undistortion_converges_for_strong_distortion(distortion):
+    """
+    Undistorted pixels re-distort to the input within 1e-3 px, even for strong lenses.
+
+    OpenCV's default of 5 iterations left up to 0.13 px (k1=-0.3) and 0.73 px (k1=-0.4).
+    """
+    camera = PinholeCamera(640, 480, 500.0, 500.0, 320.0, 240.0, distortion)
+    grid = np.stack(np.meshgrid(np.linspace(-0.75, 0.75, 21), np.linspace(-0.55, 0.55, 21)),
+                    -1).reshape(-1, 2)
+
+    def distort(normalized):
+        rays = np.column_stack([normalized, np.ones(len(normalized))])
+        pixels, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), camera.K,
+                                      np.array(distortion))
+        return pixels.reshape(-1, 2)
+
+    distorted = distort(grid)
+    inside = np.all((distorted >= 0) & (distorted < [640, 480]), axis=1)
+    distorted = distorted[inside]
+    assert len(distorted) > 200
+    undistorted = camera.undistort_points(distorted)
+    np.testing.assert_allclose(undistorted, grid[inside] * 500.0 + [320.0, 240.0], atol=1e-3)
+    again = distort((undistorted - [320.0, 240.0]) / 500.0)
+    assert np.abs(again - distorted).max() < 1e-3
 
 
 def test_project_and_backproject_are_inverse():
@@ -226,6 +255,18 @@ def test_to_gray_handles_depths_and_channel_layouts():
     np.testing.assert_array_equal(single, bgr[:, :, 0])
 
 
+def test_16_bit_alpha_does_not_set_the_colour_scale():
+    """A 12-bit BGRA16 image with opaque alpha (65535) keeps its contrast: alpha is dropped."""
+    bgr = np.random.default_rng(4).integers(0, 4096, (32, 32, 3)).astype(np.uint16)
+    bgra = np.dstack([bgr, np.full((32, 32), 65535, np.uint16)])
+    scaled = uint16_to_uint8(bgra)
+    assert scaled.shape == (32, 32, 3)
+    np.testing.assert_array_equal(scaled, uint16_to_uint8(bgr))
+    gray = to_gray_uint8(bgra)
+    np.testing.assert_array_equal(gray, to_gray_uint8(bgr))
+    assert gray.max() > 200
+
+
 def test_descriptor_vectors_are_unit_length_with_meaningful_dot_products():
     """Descriptor vectors: unit-norm RootSIFT; ORB dot products equal 1 - 2 * Hamming / 256."""
     rng = np.random.default_rng(3)
@@ -247,6 +288,22 @@ def test_descriptor_vectors_are_unit_length_with_meaningful_dot_products():
         descriptor_vectors(orb, 'surf')
 
 
+@pytest.mark.parametrize('side', [1, 8, 15])
+def test_detection_sides_too_small_for_keypoints_are_refused(side):
+    """
+    A max_image_side of 1-15 is refused by name, not left to give no keypoints or a cv2.error.
+
+    0 (full resolution) and 16 are fine, and the extractors run on an image shrunk to 16.
+    """
+    with pytest.raises(ValueError, match='max_image_side must be 0 .* or >= 16, got'):
+        FeatureConfig(max_image_side=side)
+    image = np.random.default_rng(side).integers(0, 256, (480, 640), dtype=np.uint8)
+    for kind in ('sift', 'orb'):
+        assert FeatureConfig(kind=kind, max_image_side=0).max_image_side == 0
+        features = create_extractor(FeatureConfig(kind=kind, max_image_side=16)).extract(image)
+        assert features.keypoints.shape[1] == 2
+
+
 def test_unknown_extractor_and_config_round_trip():
     """Unknown feature kinds are refused by name; configs survive to_dict/from_dict."""
     with pytest.raises(ValueError, match="unknown feature kind 'surf'"):
@@ -259,7 +316,6 @@ def test_unknown_extractor_and_config_round_trip():
 
 def test_depth_must_be_registered_to_the_image(kitchen_image):
     """Depth of another size is an error: pixels are looked up one to one."""
-    from neumap_ros.core.observations import observe_frame
     extractor = create_extractor(FeatureConfig(kind='orb', max_keypoints=200))
     camera = PinholeCamera(640, 480, 525.0, 525.0, 320.0, 240.0)
     depth = np.full((480, 640), 2.0, np.float32)
@@ -267,3 +323,47 @@ def test_depth_must_be_registered_to_the_image(kitchen_image):
     assert len(pixels) > 50 and np.isfinite(points).all(axis=1).mean() > 0.9
     with pytest.raises(ValueError, match='depth is 320x240 but the image is 640x480'):
         observe_frame(extractor, kitchen_image, camera, np.eye(4), depth[::2, ::2])
+
+
+class FixedKeypoints:
+    """Extractor stand-in that returns the given raw keypoints, whatever the image."""
+
+    def __init__(self, keypoints):
+        self.keypoints = np.asarray(keypoints, np.float32)
+
+    def extract(self, image):
+        """Return the fixed keypoints with empty SIFT descriptors."""
+        count = len(self.keypoints)
+        return Features(self.keypoints, np.zeros((count, 128), np.uint8),
+                        np.ones(count, np.float32), 'sift')
+
+
+def test_depth_is_looked_up_at_the_raw_keypoint_pixels():
+    """
+    Registered depth follows the raw (distorted) image: it is read at the raw keypoints.
+
+    With k1=-0.3 the raw pixel (80, 80) undistorts to about (51, 61), left of the step at
+    u=60; reading depth there gave the 1 m wall instead of the 4 m seen at the keypoint.
+    """
+    camera = PinholeCamera(640, 480, 500.0, 500.0, 320.0, 240.0, (-0.3, 0.1, 0.0, 0.0))
+    depth = np.full((480, 640), 4.0, np.float32)
+    depth[:, :60] = 1.0
+    raw = np.array([[80.0, 80.0], [20.0, 20.0], [320.0, 240.0]])
+    assert camera.undistort_points(raw)[0, 0] < 58   # the bug's lookup fell on the wall
+    pixels, _, points = observe_frame(FixedKeypoints(raw), np.zeros((480, 640, 3), np.uint8),
+                                      camera, np.eye(4), depth)
+    np.testing.assert_allclose(points[:, 2], [4.0, 1.0, 4.0])
+    # Lifted along the undistorted rays, not the raw ones.
+    np.testing.assert_allclose(pixels, camera.undistort_points(raw), atol=1e-4)
+    np.testing.assert_allclose(points, camera.backproject(pixels.astype(float), points[:, 2]),
+                               rtol=1e-6)
+
+
+def test_pixels_outside_the_depth_image_have_no_depth():
+    """Pixels beyond the border get NaN, not the border's depth; border pixels still count."""
+    depth = np.full((48, 64), 2.0, np.float32)
+    pixels = np.array([[-5.0, 10.0], [70.0, 10.0], [10.0, -3.0], [10.0, 50.0], [NAN, 1.0],
+                       [0.0, 0.0], [63.0, 47.0], [10.0, 10.0]])
+    z = depth_at(depth, pixels)
+    assert np.isnan(z[:5]).all()
+    np.testing.assert_array_equal(z[5:], [2.0, 2.0, 2.0])

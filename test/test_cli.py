@@ -260,6 +260,9 @@ def test_evaluate_flags_override_only_the_localizer_settings_given():
     # The query resolution of the README's kitchen numbers, from the command line too.
     assert _localizer_options(parser.parse_args(
         ['evaluate-bag', 'm.safetensors', 'bag', '--max-image-side', '480'])).max_image_side == 480
+    # A side too small for any keypoint is refused with the settings, not at the first image.
+    with pytest.raises(ValueError, match='max_image_side must be -1'):
+        LocalizerOptions(max_image_side=8)
     for flag, value in (('--top-voxels', '-2'), ('--voting-keypoints', '0'),
                         ('--min-inliers', '0')):
         with pytest.raises(ValueError, match=f'{flag[2:].replace("-", "_")} must be >= 1'):

@@ -21,6 +21,7 @@ models are written by the tests from known poses, following COLMAP's documented 
 
 from pathlib import Path
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -189,7 +190,21 @@ BROKEN_FILES = (
     ('frame-000000.pose.txt', '1 0 0\n', '4x4 finite numbers'),
     ('frame-000000.pose.txt', 'a b c d\n' * 4, 'cannot parse'),
     ('rgb-camera-intrinsics.txt', 'nan 0 320\n0 525 240\n0 0 1\n', '3x3 finite numbers'),
+    # A reflection, a scaled rotation and a projective last row are no drift to project away.
+    ('frame-000000.pose.txt', '1 0 0 0\n0 1 0 0\n0 0 -1 0\n0 0 0 1\n', 'not a rotation'),
+    ('frame-000000.pose.txt', '2 0 0 0\n0 2 0 0\n0 0 2 0\n0 0 0 1\n', 'not a rotation'),
+    ('frame-000000.pose.txt', '1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 1 1\n', 'last pose row'),
 )
+
+
+def hostile_png(width: int, height: int) -> bytes:
+    """Return a PNG whose header claims ``width`` x ``height`` pixels but holds none."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+            chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
 
 
 def test_broken_sevenscenes_folders(tmp_path):
@@ -203,10 +218,34 @@ def test_broken_sevenscenes_folders(tmp_path):
         with pytest.raises(DatasetError, match=error):
             open_dataset(root)
     root = write_sevenscenes(tmp_path / 'good', ['frame-000000', 'frame-000001'])
+    # Tracking drift (singular values 0.9998, as in the real kitchen) is still a pose.
+    np.savetxt(root / 'frame-000001.pose.txt', np.diag([0.9998, 1.0, 1.0002, 1.0]))
     dataset = open_dataset(root)
     assert sorted(dataset.frames) == ['frame-000000', 'frame-000001'] and not dataset.has_depth
+    np.testing.assert_allclose(dataset.frames['frame-000001'].T_world_camera, np.eye(4))
     assert dataset.frames['frame-000000'].camera.width == 32
     assert dataset.frames['frame-000000'].load_depth() is None
+
+
+def test_hostile_image_headers_are_dataset_errors(tmp_path):
+    """
+    A PNG claiming 40000x40000 pixels makes cv2.imread raise cv2.error: it is named instead.
+
+    Checked where the size is probed (first frame), on loading an image and a depth image.
+    """
+    root = write_sevenscenes(tmp_path / 'probe', ['frame-000000'])
+    (root / 'frame-000000.color.png').write_bytes(hostile_png(40000, 40000))
+    with pytest.raises(DatasetError, match='cannot read image .*frame-000000.color.png'):
+        open_dataset(root)
+    root = write_sevenscenes(tmp_path / 'load', ['frame-000000', 'frame-000001'])
+    (root / 'frame-000001.color.png').write_bytes(hostile_png(40000, 40000))
+    for name in ('frame-000000', 'frame-000001'):
+        (root / f'{name}.depth.png').write_bytes(hostile_png(40000, 40000))
+    frame = open_dataset(root).frames['frame-000001']
+    with pytest.raises(DatasetError, match='cannot read image .*frame-000001.color.png'):
+        frame.load_image()
+    with pytest.raises(DatasetError, match='cannot read depth .*frame-000001.depth.png'):
+        frame.load_depth()
 
 
 def test_sevenscenes_without_intrinsics_must_have_the_kinect_size(tmp_path):
@@ -248,6 +287,17 @@ def test_gray_and_16_bit_images_load_as_8_bit_bgr(shared_data_dir, tmp_path):
         assert image.dtype == np.uint8 and image.shape == (480, 640, 3)
         assert image.max() >= 250
         assert len(extractor.extract(image)) == 500
+
+
+def test_16_bit_bgra_images_keep_their_contrast(tmp_path):
+    """A 12-bit BGRA16 PNG with opaque alpha loads as bright BGR, not near black."""
+    root = write_sevenscenes(tmp_path / 'bgra', ['frame-000000'])
+    bgr = np.random.default_rng(5).integers(0, 4096, (24, 32, 3)).astype(np.uint16)
+    bgra = np.dstack([bgr, np.full((24, 32), 65535, np.uint16)])
+    cv2.imwrite(str(root / 'frame-000000.color.png'), bgra)
+    image = open_dataset(root).frames['frame-000000'].load_image()
+    assert image.dtype == np.uint8 and image.shape == (24, 32, 3)
+    assert image.max() >= 250
 
 
 def test_depth_must_be_16_bit_millimetres(shared_data_dir, tmp_path):
@@ -306,6 +356,38 @@ def test_broken_strecha_folders(tmp_path):
     cv2.imwrite(str(root / 'images' / '0000.jpg'), np.zeros((24, 32, 3), np.uint8))
     with pytest.raises(DatasetError, match='cannot parse Strecha camera file'):
         open_dataset(root)
+
+
+STRECHA_K = '30 0 16\n0 30 12\n0 0 1\n'
+STRECHA_R = '1 0 0\n0 1 0\n0 0 1\n'
+
+
+@pytest.mark.parametrize('content, message', [
+    (STRECHA_K + '0.1 0\n' + STRECHA_R + '0 0 0\n32 24\n', r'row 4 \(distortion\)'),
+    (STRECHA_K + '0 0 0\n' + STRECHA_R + '0 0\n32 24\n', r'row 8 \(centre C\)'),
+    (STRECHA_K + '0 0 0\nnan 0 0\n0 1 0\n0 0 1\n0 0 0\n32 24\n', r'row 5 \(R row 1\)'),
+    (STRECHA_K + '0 0 0\n' + STRECHA_R + 'inf 0 0\n32 24\n', r'row 8 .*finite'),
+    (STRECHA_K + '0 0 0\n' + STRECHA_R + '0 0 0\n32.5 24\n', 'positive whole numbers'),
+    (STRECHA_K + '0 0 0\n1 0 0\n0 1 0\n0 0 -1\n0 0 0\n32 24\n', 'not a rotation'),
+    (STRECHA_K + '0 0 0\n1 0 0\n0 1 0\n0 0 0.9\n0 0 0\n32 24\n', 'not a rotation'),
+    ('-30 0 16\n0 30 12\n0 0 1\n0 0 0\n' + STRECHA_R + '0 0 0\n32 24\n', 'focal lengths'),
+], ids=['2-distortion', '2-centre', 'nan-R', 'inf-C', 'half-pixel-size', 'reflection',
+        'skewed-R', 'negative-focal'])
+def test_broken_strecha_camera_rows_are_named(tmp_path, content, message):
+    """Short rows, NaN/inf, a reflection or a skewed R in a camera file -> DatasetError."""
+    root = tmp_path / 'strecha'
+    (root / 'images').mkdir(parents=True)
+    (root / 'cameras').mkdir()
+    cv2.imwrite(str(root / 'images' / '0000.jpg'), np.zeros((24, 32, 3), np.uint8))
+    (root / 'cameras' / '0000.jpg.camera').write_text(content)
+    with pytest.raises(DatasetError, match='0000.jpg.camera.*' + message):
+        open_dataset(root)
+    # The same file with a drifting (0.9998) but real rotation opens.
+    drift = STRECHA_K + '0 0 0\n0.9998 0 0\n0 1 0\n0 0 1\n1 2 3\n32 24\n'
+    (root / 'cameras' / '0000.jpg.camera').write_text(drift)
+    pose = open_dataset(root).frames['0000'].T_world_camera
+    np.testing.assert_allclose(pose[:3, :3], np.eye(3), atol=1e-12)
+    np.testing.assert_array_equal(pose[:3, 3], [1.0, 2.0, 3.0])
 
 
 def colmap_scene(seed: int = 0):
@@ -536,3 +618,89 @@ def test_broken_colmap_models(tmp_path):
     (root / 'cameras.txt').write_text(text.replace('\n2 SIMPLE_RADIAL', '\n5 SIMPLE_RADIAL'))
     with pytest.raises(DatasetError, match='uses camera 2, which its cameras file'):
         open_dataset(root)
+
+
+def binary_image(count: int, name: bytes = b'view_00.png', tvec=(0.0, 0.0, 0.0)) -> bytes:
+    """Return an images.bin of one image whose 2D point count is ``count`` (no points)."""
+    return (struct.pack('<Q', 1) + struct.pack('<i7di', 1, 1.0, 0.0, 0.0, 0.0, *tvec, 1) +
+            name + b'\x00' + struct.pack('<Q', count))
+
+
+def binary_point(track: bytes) -> bytes:
+    """Return a points3D.bin of one point followed by ``track`` (length and entries)."""
+    return struct.pack('<Q', 1) + struct.pack('<Q3d3Bd', 1, 0.0, 0.0, 0.0, 1, 1, 1, 0.5) + track
+
+
+@pytest.mark.parametrize('part, data, message', [
+    ('images', binary_image(2 ** 62), 'truncated .*claims 4611686018427387904 entries'),
+    ('images', binary_image(2 ** 40), 'truncated .*claims 1099511627776 entries'),
+    ('images', binary_image(10 ** 8), 'truncated .*claims 100000000 entries'),
+    ('images', struct.pack('<Q', 2 ** 63), 'truncated .*claims 9223372036854775808 images'),
+    ('images', binary_image(0)[:-9], 'image name has no end'),
+    ('images', binary_image(0, tvec=(0.0, float('nan'), 0.0)), 'non-finite pose'),
+    ('points3D', binary_point(struct.pack('<Q', 2 ** 61)), 'truncated .*point 1 track'),
+    ('points3D', binary_point(struct.pack('<Q', 5) + b'\x00' * 3), 'truncated .*point 1'),
+    ('cameras', struct.pack('<Q', 1) + struct.pack('<iiQQ', 1, 99, 640, 480),
+     'unknown model id 99'),
+], ids=['points2D-2^62', 'points2D-2^40', 'points2D-1e8', 'images-2^63', 'unterminated-name',
+        'nan-tvec', 'track-2^61', 'truncated-track', 'unknown-model-id'])
+def test_hostile_binary_colmap_models_are_colmap_errors(tmp_path, part, data, message):
+    """
+    Counts larger than the file, truncated tracks and NaN poses -> ColmapError, at once.
+
+    The counts are checked against the bytes left before anything is allocated: 2^62 gave an
+    OverflowError, 2^40 a MemoryError, and a 5-entry track of 3 bytes was accepted.
+    """
+    scene = colmap_scene()
+    write_colmap_binary(tmp_path, scene)
+    write_images(tmp_path, scene)
+    (tmp_path / f'{part}.bin').write_bytes(data)
+    with pytest.raises(ColmapError, match=message):
+        open_dataset(tmp_path)
+
+
+@pytest.mark.parametrize('cameras, images, points, message', [
+    ('1 PINHOLE 640 480 500 500 320\n', None, None, 'PINHOLE expects 4 parameters, got 3'),
+    ('1 FOO 640 480 500\n', None, None, 'camera model FOO of camera 1 is not supported'),
+    ('1 PINHOLE 640 480 500 nan 320 240\n', None, None, 'non-finite parameters'),
+    (None, '1 1 0 0 0 nan 0 0 1 view_00.png\n\n', None, 'line 1 has a non-finite pose'),
+    (None, '1 nan 0 0 0 0 0 0 1 view_00.png\n\n', None, 'line 1 has a non-finite pose'),
+    (None, '1 1 0 0 0 0 0 0 1 view_00.png\n1 nan 3\n', None, '2D points has non-finite'),
+    (None, '1 1 0 0 0 0 0 0 1 view_00.png\n1 2\n', None, 'X Y POINT3D_ID triplets'),
+    (None, '1 1 0 0 0 0 0 0 1\n\n', None, 'expected IMAGE_ID'),
+    (None, None, '1 nan 0 0 1 1 1 0\n', 'points3D.txt line 1: the point has non-finite'),
+], ids=['short-params', 'unknown-model', 'nan-param', 'nan-tvec', 'nan-qvec', 'nan-point2d',
+        'odd-point2d', 'no-name', 'nan-point3d'])
+def test_broken_text_colmap_models_are_named(tmp_path, cameras, images, points, message):
+    """Wrong parameter counts, unknown models and non-finite values -> ColmapError."""
+    scene = colmap_scene()
+    write_colmap_text(tmp_path, scene)
+    write_images(tmp_path, scene)
+    for part, text in (('cameras', cameras), ('images', images), ('points3D', points)):
+        if text is not None:
+            (tmp_path / f'{part}.txt').write_text(text)
+    with pytest.raises(ColmapError, match=message):
+        open_dataset(tmp_path)
+
+
+def test_colmap_images_must_exist_and_name_distinct_frames(tmp_path):
+    """
+    Missing image files are named at open time, like the other layouts do.
+
+    Two images differing only in suffix (a.png, a.jpg) would both be frame 'a', one silently
+    replacing the other: refused.
+    """
+    scene = colmap_scene()
+    write_colmap_text(tmp_path, scene)
+    write_images(tmp_path, scene)
+    (tmp_path / 'images' / 'view_01.png').unlink()
+    (tmp_path / 'images' / 'view_03.png').unlink()
+    with pytest.raises(DatasetError, match=r"2 images .* are not in .*view_01.png', "
+                                           r"'view_03.png'"):
+        open_dataset(tmp_path)
+    cv2.imwrite(str(tmp_path / 'images' / 'a.png'), np.zeros((480, 640, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / 'images' / 'a.jpg'), np.zeros((480, 640, 3), np.uint8))
+    (tmp_path / 'images.txt').write_text('1 1 0 0 0 0 0 0 1 a.png\n\n'
+                                         '2 1 0 0 0 1 0 0 1 a.jpg\n\n')
+    with pytest.raises(DatasetError, match="images a.png and a.jpg .* both make frame 'a'"):
+        open_dataset(tmp_path)

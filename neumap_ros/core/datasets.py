@@ -66,10 +66,7 @@ class Frame:
         """
         # Pixels as the sensor wrote them, as calibrated: an EXIF orientation tag must not
         # rotate them away from the camera model.
-        image = cv2.imread(str(self.image_path),
-                           cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-        if image is None:
-            raise DatasetError(f'cannot read image {self.image_path}')
+        image = _imread(self.image_path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
         if image.dtype == np.uint16:
             # OpenCV's 8-bit read would keep the high byte: near black for a 12-bit camera.
             image = uint16_to_uint8(image)
@@ -89,9 +86,7 @@ class Frame:
         """Depth in metres (float32, 0 = invalid), or None when the frame has none."""
         if self.depth_path is None:
             return None
-        raw = cv2.imread(str(self.depth_path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise DatasetError(f'cannot read depth {self.depth_path}')
+        raw = _imread(self.depth_path, cv2.IMREAD_UNCHANGED, 'depth')
         if raw.dtype != np.uint16 or raw.ndim != 2:
             # An 8-bit or colour PNG read as millimetres puts every point within 0.26 m.
             raise DatasetError(f'{self.depth_path}: depth must be a single-channel 16-bit PNG '
@@ -99,6 +94,18 @@ class Frame:
         depth = raw.astype(np.float32) / 1000.0
         depth[(raw == 0) | (raw == 65535)] = 0.0
         return depth
+
+
+def _imread(path: Path, flags: int, what: str = 'image') -> np.ndarray:
+    """Read an image file or raise DatasetError naming it (unreadable, corrupt or hostile)."""
+    try:
+        image = cv2.imread(str(path), flags)
+    except cv2.error as error:
+        # e.g. a header claiming more pixels than OpenCV allows (CV_IO_MAX_IMAGE_PIXELS).
+        raise DatasetError(f'cannot read {what} {path}: {str(error).strip()}')
+    if image is None:
+        raise DatasetError(f'cannot read {what} {path}')
+    return image
 
 
 @dataclass
@@ -158,6 +165,26 @@ def _read_matrix(path: Path, shape) -> np.ndarray:
     return values.reshape(shape)
 
 
+# Rotation blocks whose singular values stray further from 1 are not a rotation with drift
+# (7-Scenes' tracked poses stray about 2e-4) but a wrong matrix that projection would hide.
+MAX_ROTATION_SKEW = 1e-2
+
+
+def _rigid_pose(transform: np.ndarray, where: str) -> np.ndarray:
+    """Return ``transform`` with its rotation projected onto SO(3), refusing non-rotations."""
+    if not np.all(np.isfinite(transform)):
+        raise DatasetError(f'{where}: the pose has non-finite values')
+    if np.abs(transform[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
+        raise DatasetError(f'{where}: the last pose row must be 0 0 0 1, got '
+                           f'{transform[3].tolist()}')
+    singular = np.linalg.svd(transform[:3, :3], compute_uv=False)
+    if np.linalg.det(transform[:3, :3]) <= 0 or np.abs(singular - 1.0).max() > MAX_ROTATION_SKEW:
+        raise DatasetError(f'{where}: the rotation block is not a rotation (determinant '
+                           f'{np.linalg.det(transform[:3, :3]):.6g}, singular values '
+                           f'{np.round(singular, 6).tolist()})')
+    return orthonormalize_transform(transform)
+
+
 def detect_layout(root: Path) -> str:
     """Name the layout of ``root`` or raise DatasetError listing what was looked for."""
     root = Path(root)
@@ -204,9 +231,7 @@ def _open_sevenscenes(root: Path) -> Dataset:
         if image_path is None:
             raise DatasetError(f'{pose_path} has no matching {name}.color.jpg or .png')
         if size is None:
-            probe = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-            if probe is None:
-                raise DatasetError(f'cannot read image {image_path}')
+            probe = _imread(image_path, cv2.IMREAD_UNCHANGED)
             size = (probe.shape[1], probe.shape[0])
             if not intrinsics.exists() and size != (640, 480):
                 # The default is the Kinect camera of 7-Scenes: wrong for any other size.
@@ -214,7 +239,7 @@ def _open_sevenscenes(root: Path) -> Dataset:
                                    f'are {size[0]}x{size[1]}, not the 640x480 of the 7-Scenes '
                                    f'camera assumed without it')
         depth_path = root / f'{name}.depth.png'
-        pose = orthonormalize_transform(_read_matrix(pose_path, (4, 4)))
+        pose = _rigid_pose(_read_matrix(pose_path, (4, 4)), str(pose_path))
         frames[name] = Frame(name, image_path, pose,
                              PinholeCamera.from_matrix(K, size[0], size[1]),
                              depth_path if depth_path.exists() else None)
@@ -229,27 +254,57 @@ def _open_strecha(root: Path) -> Dataset:
         image_path = root / 'images' / image_name
         if not image_path.exists():
             raise DatasetError(f'{camera_path} has no image {image_path}')
-        try:
-            rows = [list(map(float, line.split()))
-                    for line in camera_path.read_text().splitlines() if line.strip()]
-            K = np.array(rows[0:3])
-            distortion = rows[3]
-            R_world_camera = np.array(rows[4:7])
-            centre = np.array(rows[7])
-            width, height = int(rows[8][0]), int(rows[8][1])
-        except (ValueError, IndexError) as error:
-            raise DatasetError(f'cannot parse Strecha camera file {camera_path}: {error}')
+        rows = _read_strecha_camera(camera_path)
+        K, distortion = np.array(rows[0:3]), rows[3]
+        R_world_camera, centre = np.array(rows[4:7]), np.array(rows[7])
+        width, height = rows[8]
+        if not all(v > 0 and v.is_integer() for v in (width, height)):
+            raise DatasetError(f'{camera_path}: the image size must be two positive whole '
+                               f'numbers, got {width:g} {height:g}')
         name = Path(image_name).stem
-        pose = orthonormalize_transform(make_transform(R_world_camera, centre))
+        pose = _rigid_pose(make_transform(R_world_camera, centre), str(camera_path))
         # The file's three radial terms (k1, k2, k3) in OpenCV order; all zero when undistorted.
         opencv_distortion = ((distortion[0], distortion[1], 0.0, 0.0, distortion[2])
                              if any(distortion) else ())
-        frames[name] = Frame(name, image_path, pose,
-                             PinholeCamera.from_matrix(K, width, height, opencv_distortion))
+        try:
+            camera = PinholeCamera.from_matrix(K, int(width), int(height), opencv_distortion)
+        except ValueError as error:
+            raise DatasetError(f'{camera_path}: {error}')
+        frames[name] = Frame(name, image_path, pose, camera)
     if not frames:
         raise DatasetError(f'{root / "cameras"} holds no *.camera files')
     splits = _splits_in(root, r'split-(.+)\.txt')
     return Dataset(root, 'strecha', frames, splits)
+
+
+# Rows of a Strecha camera file: what each holds and how many numbers.
+STRECHA_ROWS = (('K row 1', 3), ('K row 2', 3), ('K row 3', 3), ('distortion', 3),
+                ('R row 1', 3), ('R row 2', 3), ('R row 3', 3), ('centre C', 3), ('size', 2))
+
+
+def _read_strecha_camera(path: Path) -> list:
+    """Rows of numbers of a Strecha camera file, each checked for its length and finiteness."""
+    try:
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        raise DatasetError(f'cannot parse Strecha camera file {path}: {error}')
+    if len(lines) != len(STRECHA_ROWS):
+        raise DatasetError(f'cannot parse Strecha camera file {path}: expected '
+                           f'{len(STRECHA_ROWS)} rows (K, distortion, R, C, size), got '
+                           f'{len(lines)}')
+    rows = []
+    for number, (parts, (what, count)) in enumerate(zip(lines, STRECHA_ROWS), 1):
+        try:
+            values = [float(v) for v in parts]
+        except ValueError as error:
+            raise DatasetError(f'cannot parse Strecha camera file {path} row {number} '
+                               f'({what}): {error}')
+        if len(values) != count or not all(np.isfinite(values)):
+            raise DatasetError(f'cannot parse Strecha camera file {path} row {number} '
+                               f'({what}): expected {count} finite numbers, got '
+                               f'{" ".join(parts)!r}')
+        rows.append(values)
+    return rows
 
 
 def _open_colmap(root: Path) -> Dataset:
@@ -258,7 +313,12 @@ def _open_colmap(root: Path) -> Dataset:
     image_dir = root / 'images'
     if not image_dir.is_dir():
         raise DatasetError(f'COLMAP dataset {root} needs an images/ folder next to the model')
-    frames = {}
+    missing = sorted(image.name for image in model.images.values()
+                     if not (image_dir / image.name).is_file())
+    if missing:
+        raise DatasetError(f'{len(missing)} images of the model in {model_dir} are not in '
+                           f'{image_dir}, e.g. {missing[:3]}')
+    frames, sources = {}, {}
     for image in model.images.values():
         if image.camera_id not in model.cameras:
             raise DatasetError(f'image {image.name} of {model_dir} uses camera '
@@ -266,6 +326,11 @@ def _open_colmap(root: Path) -> Dataset:
         camera = colmap.to_pinhole(model.cameras[image.camera_id])
         T_camera_world = make_transform(image.rotation_camera_world, image.translation)
         name = Path(image.name).with_suffix('').as_posix()
+        if name in frames:
+            # Frames are named without suffix: one would silently replace the other.
+            raise DatasetError(f'images {sources[name]} and {image.name} of {model_dir} both '
+                               f'make frame {name!r}: rename one')
+        sources[name] = image.name
         frames[name] = Frame(name, image_dir / image.name, invert_transform(T_camera_world),
                              camera)
     return Dataset(root, 'colmap', frames, _splits_in(root, r'split-(.+)\.txt'),

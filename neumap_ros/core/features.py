@@ -34,6 +34,8 @@ class ImageError(ValueError):
 
 # More keypoints than any camera gives; a map file asking for more is not trusted.
 MAX_KEYPOINTS = 100_000
+# Smallest detection image: images below it give no keypoints (SIFT) or a cv2.error (ORB).
+MIN_IMAGE_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class FeatureConfig:
         check_settings(self, at_least={'max_keypoints': 1, 'max_image_side': 0,
                                        'contrast_threshold': 0.0},
                        at_most={'max_keypoints': MAX_KEYPOINTS, 'max_image_side': 65536})
+        if 0 < self.max_image_side < MIN_IMAGE_SIDE:
+            raise ValueError(f'FeatureConfig setting max_image_side must be 0 (full resolution) '
+                             f'or >= {MIN_IMAGE_SIDE}, got {self.max_image_side}')
 
     def to_dict(self) -> dict:
         """JSON-friendly form for map metadata."""
@@ -84,7 +89,14 @@ class Features:
 
 
 def uint16_to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale a 16-bit image by its own range: 12-bit cameras in 16-bit words keep contrast."""
+    """
+    Scale a 16-bit image by its own range: 12-bit cameras in 16-bit words keep contrast.
+
+    The alpha channel of a 4-channel image is dropped (BGR comes back): an opaque alpha of
+    65535 would otherwise set the scale and darken the colour to almost black.
+    """
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
     top = float(image.max())
     return (image.astype(np.float32) * (255.0 / top if top > 0 else 0.0)).astype(np.uint8)
 
@@ -97,7 +109,7 @@ def to_gray_uint8(image: np.ndarray) -> np.ndarray:
         raise ImageError(f'image is empty or has an unsupported shape {image.shape}')
     if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
         raise ImageError(f'unsupported channel count {image.shape[2]}')
-    if min(image.shape[:2]) < 16:
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise ImageError(f'image too small for keypoints: {image.shape[1]}x{image.shape[0]}')
     if image.dtype == np.uint8:
         gray = image

@@ -35,7 +35,7 @@ from neumap_ros.core.decoder import decoder_hash, resolve_device
 from neumap_ros.core.decoder_weights import load_decoder
 from neumap_ros.core.feature_map import FeatureMap
 from neumap_ros.core.features import create_extractor, descriptor_vectors, FeatureConfig, \
-    ImageError
+    ImageError, MIN_IMAGE_SIDE
 from neumap_ros.core.map_io import MapFormatError
 from neumap_ros.core.matching import match_descriptors
 from neumap_ros.core.neural_map import NeuralMap
@@ -85,6 +85,10 @@ class LocalizerOptions:
             above={'ratio': 0.0, 'prior_radius_m': 0.0},
             at_most={'min_membership': 1.0, 'ratio': 1.0, 'min_inlier_ratio': 1.0,
                      'prior_angle_deg': 180.0})
+        if 0 < self.max_image_side < MIN_IMAGE_SIDE:   # refused now, not at the first image
+            raise ValueError(f'LocalizerOptions setting max_image_side must be -1 (as the '
+                             f'map), 0 (full resolution) or >= {MIN_IMAGE_SIDE}, got '
+                             f'{self.max_image_side}')
 
 
 @dataclass

@@ -69,15 +69,25 @@ class Observations:
 
 
 def depth_at(depth: np.ndarray, pixels: np.ndarray, max_relative_step: float = 0.05):
-    """Depth at pixels (nearest), rejecting holes and depth discontinuities (3x3 spread)."""
+    """
+    Depth at pixels (nearest), rejecting holes and depth discontinuities (3x3 spread).
+
+    Pixels outside the image get NaN: clipping them would hand them the border's depth.
+    """
     height, width = depth.shape
-    u = np.clip(np.rint(pixels[:, 0]).astype(int), 1, width - 2)
-    v = np.clip(np.rint(pixels[:, 1]).astype(int), 1, height - 2)
-    patches = np.stack([depth[v + dv, u + du] for dv in (-1, 0, 1) for du in (-1, 0, 1)], 1)
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    u = np.rint(np.nan_to_num(pixels[:, 0], nan=-1.0, posinf=-1.0, neginf=-1.0))
+    v = np.rint(np.nan_to_num(pixels[:, 1], nan=-1.0, posinf=-1.0, neginf=-1.0))
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u = np.where(inside, u, 0).astype(int)
+    v = np.where(inside, v, 0).astype(int)
+    # Neighbours beyond the border repeat the edge pixel.
+    patches = np.stack([depth[np.clip(v + dv, 0, height - 1), np.clip(u + du, 0, width - 1)]
+                        for dv in (-1, 0, 1) for du in (-1, 0, 1)], 1)
     centre = depth[v, u]
     valid_patch = np.all(patches > 0, axis=1)
     spread = patches.max(axis=1) - patches.min(axis=1)
-    ok = valid_patch & (spread < max_relative_step * centre + 0.01)
+    ok = inside & valid_patch & (spread < max_relative_step * centre + 0.01)
     return np.where(ok, centre, np.nan)
 
 
@@ -95,7 +105,8 @@ def observe_frame(extractor, image: np.ndarray, camera, T_world_camera: np.ndarr
     Keypoints of one image: undistorted pixels, descriptors and world points.
 
     World points come from ``depth`` (metres, 0 = invalid) when given, else stay NaN. The
-    depth must be registered to the image (same size): pixels are looked up one to one.
+    depth must be registered to the image (same size): pixels are looked up one to one, at
+    the keypoints' raw (distorted) positions, then lifted along their undistorted rays.
     """
     if depth is not None:
         check_registered_depth(depth, image)
@@ -103,7 +114,8 @@ def observe_frame(extractor, image: np.ndarray, camera, T_world_camera: np.ndarr
     pixels = camera.undistort_points(features.keypoints).astype(np.float32)
     points = np.full((len(pixels), 3), np.nan, np.float32)
     if depth is not None and len(pixels):
-        z = depth_at(depth, pixels)
+        # Registered depth shares the raw image's pixel grid, not the undistorted one.
+        z = depth_at(depth, features.keypoints)
         z[z > max_depth] = np.nan
         good = np.isfinite(z)
         local = camera.backproject(pixels[good].astype(float), z[good])
