@@ -84,6 +84,25 @@ def test_real_image_against_an_unrelated_map_finds_no_pose(localizer, kitchen_im
     assert result.status in ('too_few_matches', 'too_few_inliers', 'pnp_failed')
 
 
+def test_a_prior_that_narrows_nothing_gets_no_second_search(localizer, kitchen_image):
+    """
+    A failed search under a prior is retried globally only if the prior had narrowed it.
+
+    A prior covering the whole map already searched everything: a retry would repeat the
+    same work. An explicit radius of 0 is a prior without position error, not the default.
+    """
+    from neumap_ros.core.geometry import make_transform
+    from neumap_ros.core.localizer import PosePrior
+    centre = localizer.map.frame_centres[0]
+    everywhere = PosePrior(make_transform(np.eye(3), centre), radius_m=1000.0)
+    result = localizer.localize(kitchen_image, KITCHEN_CAMERA, everywhere)
+    assert not result.success and not result.prior_ignored
+    exact = PosePrior(make_transform(np.eye(3), centre), radius_m=0.0)
+    assert localizer._prior_selection(exact, KITCHEN_CAMERA).tolist() == [0]
+    result = localizer.localize(kitchen_image, KITCHEN_CAMERA, exact)
+    assert not result.success and result.prior_ignored   # narrowed, failed, retried
+
+
 @pytest.mark.parametrize('image, error', [
     (None, ImageError),
     (np.zeros(640, np.uint8), ImageError),

@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation
 from synthetic_views import CAMERA, look_at, points_in_box, project
 
 from neumap_ros.core.geometry import pose_errors
-from neumap_ros.core.pnp import PnPOptions, solve_pnp
+from neumap_ros.core.pnp import PnPOptions, pose_covariance, solve_pnp
 
 POSE = look_at([0.7, -4.0, 1.2], [0.1, 0.0, -0.2])
 
@@ -91,6 +91,47 @@ def test_noisy_pixels_give_a_close_pose_and_a_consistent_covariance():
     # Variances of 150 samples are within about +-25% of the truth (chi-square, 3 sigma).
     ratios = np.diag(sampled) / np.diag(predicted)
     assert np.all((ratios > 0.7) & (ratios < 1.35)), ratios
+
+
+def test_point_errors_give_a_consistent_covariance():
+    """
+    Exact pixels of 3D points off by 2 cm: the pose spread matches the covariance given 2 cm.
+
+    From pixel noise alone (the residuals) the covariance would be several times too small:
+    a fix would be trusted far beyond its real accuracy.
+    """
+    points, pixels = scene(150, seed=4)
+    rng = np.random.default_rng(4)
+    errors, covariances, pixel_only = [], [], []
+    for _ in range(150):
+        noisy = points + rng.normal(scale=0.02, size=points.shape)
+        result = solve_pnp(pixels, noisy, CAMERA, PnPOptions(point_std_m=0.02))
+        assert result.success
+        errors.append(result.T_world_camera[:3, 3] - POSE[:3, 3])
+        covariances.append(result.covariance[:3, :3])
+        pixel_only.append(solve_pnp(pixels, noisy, CAMERA).covariance[:3, :3])
+    ratios = np.diag(np.cov(np.array(errors).T)) / np.diag(np.mean(covariances, axis=0))
+    assert np.all((ratios > 0.6) & (ratios < 1.6)), ratios
+    assert np.trace(np.mean(pixel_only, axis=0)) < 0.5 * np.trace(np.mean(covariances, axis=0))
+
+
+def test_a_keypoint_matched_twice_is_one_inlier():
+    """Two hypotheses of one keypoint (two voxels) count once, first one kept."""
+    points, pixels = scene(60, seed=5)
+    doubled = solve_pnp(np.concatenate([pixels, pixels]),
+                        np.concatenate([points, points + 0.001]), CAMERA)
+    single = solve_pnp(pixels, points, CAMERA)
+    assert doubled.num_inliers == single.num_inliers == 60
+    assert doubled.inliers[:60].all() and not doubled.inliers[60:].any()
+    np.testing.assert_allclose(doubled.covariance, single.covariance, rtol=0.05)
+
+
+def test_points_on_a_line_give_no_covariance():
+    """Collinear points leave the pose unobservable: no covariance, not a made-up one."""
+    line = np.column_stack([np.linspace(-1.0, 1.0, 20), np.zeros(20), np.zeros(20)])
+    pixels = project(CAMERA, POSE, line)[0]
+    assert pose_covariance(POSE, pixels, line, CAMERA) is None
+    assert pose_covariance(POSE, pixels, line, CAMERA, point_std_m=0.02) is None
 
 
 def test_too_few_points_fail_cleanly():

@@ -46,6 +46,12 @@ from neumap_ros.core.voxels import voxels_in_view
 
 
 MAP_KINDS = {'neumap.neural_map': 'neural', 'neumap.feature_map': 'features'}
+# Errors of the matched 3D points for the pose covariance, measured on the kitchen's
+# interleaved queries (README, "Pose covariance", bench/covariance_calibration.py): with them
+# position errors match the covariance there. Maps from depth carry the depth's errors;
+# outdoors, triangulated maps are more consistent, and these make the covariance cautious.
+NEURAL_POINT_STD_M = 0.035
+FEATURE_POINT_STD_M = 0.02
 
 
 class DecoderMismatchError(MapFormatError):
@@ -71,6 +77,7 @@ class LocalizerOptions:
     prior_radius_m: float = 3.0       # with a pose prior: its position error (m)
     prior_angle_deg: float = 30.0     # with a pose prior: its rotation error (deg)
     retry_without_prior: bool = True  # a prior that leads nowhere gets one global retry
+    point_std_m: float = -1.0         # 3D error of the map's points in the covariance (<0: map)
     pnp: PnPOptions = field(default_factory=PnPOptions)
 
     def __post_init__(self):
@@ -78,6 +85,7 @@ class LocalizerOptions:
         check_settings(
             self,
             at_least={'max_keypoints': 0, 'max_image_side': -1, 'top_voxels': 1,
+                      'point_std_m': -1.0,
                       'voting_keypoints': 1, 'max_candidate_voxels': 1, 'min_membership': 0.0,
                       'matches_per_keypoint': 1, 'top_frames': 1, 'min_inliers': 1,
                       'min_inlier_ratio': 0.0, 'max_position_std_m': 0.0,
@@ -195,7 +203,8 @@ class Localizer:
             return self._finish(result, timer)
         keypoints = _QueryKeypoints(features, pixels)
         result = self._solve(keypoints, camera, prior, timer)
-        if not result.success and prior is not None and self.options.retry_without_prior:
+        if not result.success and prior is not None and self.options.retry_without_prior \
+                and self._prior_selection(prior, camera) is not None:
             # A stale or wrong prior must not cost the fix: the same keypoints, searched
             # globally (the first attempt's timings stay in the stages they belong to).
             result = self._solve(keypoints, camera, None, timer)
@@ -212,10 +221,14 @@ class Localizer:
         if len(points2d) < self.options.min_inliers:
             result.message = f'{len(points2d)} 2D-3D matches, need {self.options.min_inliers}'
             return result
-        pnp = solve_pnp(points2d, points3d, camera.undistorted(), self.options.pnp)
+        point_std = self.options.point_std_m if self.options.point_std_m >= 0 else \
+            self.map_point_std()
+        pnp = solve_pnp(points2d, points3d, camera.undistorted(),
+                        replace(self.options.pnp, point_std_m=point_std))
         timer.mark('pnp')
         result.num_inliers = pnp.num_inliers
-        result.inlier_ratio = pnp.num_inliers / max(len(points2d), 1)
+        # Over distinct keypoints, as the inliers are (a keypoint may have two matches).
+        result.inlier_ratio = pnp.num_inliers / max(len(np.unique(points2d, axis=0)), 1)
         result.reprojection_error_px = pnp.reprojection_error_px
         result.inlier_pixels = points2d[pnp.inliers].astype(np.float32)
         result.inlier_points = points3d[pnp.inliers]
@@ -229,7 +242,8 @@ class Localizer:
             result.message = (f'inlier ratio {result.inlier_ratio:.2f} below '
                               f'{self.options.min_inlier_ratio:.2f}')
         elif pnp.covariance is None:
-            result.status, result.message = 'degenerate', 'pose covariance is singular'
+            result.status = 'degenerate'
+            result.message = 'pose covariance is singular (inliers nearly on a line?)'
         elif self.options.max_position_std_m > 0 and \
                 np.sqrt(np.trace(pnp.covariance[:3, :3])) > self.options.max_position_std_m:
             result.status = 'uncertain'
@@ -248,12 +262,29 @@ class Localizer:
     def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
         raise NotImplementedError
 
+    def _prior_selection(self, prior: PosePrior, camera) -> Optional[np.ndarray]:
+        """
+        Return the map parts (voxels, frames) a pose prior leaves to search, in map order.
+
+        None when it leaves all of them or none (then the search is global anyway, and a
+        global retry after a failure would repeat it).
+        """
+        raise NotImplementedError
+
+    def _prior_radius(self, prior: PosePrior) -> float:
+        # An explicit 0 is a prior without position error, not "use the default".
+        return prior.radius_m if prior.radius_m is not None else self.options.prior_radius_m
+
     def describe(self) -> dict:
         """Facts about the loaded map for diagnostics."""
         raise NotImplementedError
 
     def map_points(self) -> np.ndarray:
         """Return (N, 3) world points that picture the map (for RViz)."""
+        raise NotImplementedError
+
+    def map_point_std(self) -> float:
+        """Return the typical 3D error (m) of this map's matched points."""
         raise NotImplementedError
 
 
@@ -290,6 +321,10 @@ class NeuralLocalizer(Localizer):
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
 
+    def map_point_std(self) -> float:
+        """Return the decoded points' typical error."""
+        return NEURAL_POINT_STD_M
+
     def map_points(self) -> np.ndarray:
         """Return the world positions of the map's code slots (its remembered landmarks)."""
         grid, mask = self.map.grid, self.map.code_mask
@@ -306,13 +341,9 @@ class NeuralLocalizer(Localizer):
     def _candidate_voxels(self, keypoints: _QueryKeypoints, prior, camera):
         """Voxels worth scoring: in view of the prior if any, and the best by retrieval."""
         candidates = np.arange(len(self.anchors))
-        if prior is not None:
-            in_view = voxels_in_view(self.anchors, self.voxel_size, prior.T_world_camera,
-                                     camera.width, camera.height, min(camera.fx, camera.fy),
-                                     prior.radius_m or self.options.prior_radius_m,
-                                     self.options.prior_angle_deg)
-            if len(in_view):
-                candidates = in_view
+        selection = self._prior_selection(prior, camera) if prior is not None else None
+        if selection is not None:
+            candidates = selection
         if len(candidates) > self.options.max_candidate_voxels:
             histogram = keypoints.derived('histogram', lambda: self.map.vocabulary.histogram(
                 self.map.vocabulary.assign(keypoints.vectors())))
@@ -320,6 +351,13 @@ class NeuralLocalizer(Localizer):
                         self.options.max_candidate_voxels)
             candidates = candidates[best]
         return candidates
+
+    def _prior_selection(self, prior: PosePrior, camera) -> Optional[np.ndarray]:
+        """Return the voxels in the prior's widened view cone (None: all or none)."""
+        in_view = voxels_in_view(self.anchors, self.voxel_size, prior.T_world_camera,
+                                 camera.width, camera.height, min(camera.fx, camera.fy),
+                                 self._prior_radius(prior), self.options.prior_angle_deg)
+        return np.sort(in_view) if 0 < len(in_view) < len(self.anchors) else None
 
     def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
         candidates = self._candidate_voxels(keypoints, prior, camera)
@@ -443,6 +481,10 @@ class FeatureMatchingLocalizer(Localizer):
     def release(self) -> None:
         """Nothing to free beyond Python objects."""
 
+    def map_point_std(self) -> float:
+        """Return the stored points' typical error."""
+        return FEATURE_POINT_STD_M
+
     def map_points(self) -> np.ndarray:
         """Return the stored 3D points."""
         return self.map.xyz
@@ -452,15 +494,18 @@ class FeatureMatchingLocalizer(Localizer):
         return {'method': 'features', 'points': int(len(self.map.xyz)),
                 'frames': int(len(self.map.frame_centres)), 'map_bytes': self.map_bytes}
 
+    def _prior_selection(self, prior: PosePrior, camera) -> Optional[np.ndarray]:
+        """Return the mapping frames within the prior's radius (None: all or none)."""
+        distance = np.linalg.norm(self.map.frame_centres - prior.T_world_camera[:3, 3], axis=1)
+        near = np.flatnonzero(distance <= self._prior_radius(prior))
+        return near if 0 < len(near) < len(distance) else None
+
     def _correspondences(self, keypoints: _QueryKeypoints, camera, prior, timer):
         vectors = keypoints.vectors()
         frames = np.arange(len(self.map.frame_centres))
-        if prior is not None:
-            radius = prior.radius_m or self.options.prior_radius_m
-            distance = np.linalg.norm(self.map.frame_centres - prior.T_world_camera[:3, 3],
-                                      axis=1)
-            if (distance <= radius).any():
-                frames = frames[distance <= radius]
+        selection = self._prior_selection(prior, camera) if prior is not None else None
+        if selection is not None:
+            frames = selection
         histogram = keypoints.derived('histogram', lambda: self.map.vocabulary.histogram(
             self.map.vocabulary.assign(vectors)))
         chosen = frames[rank(histogram, self.map.frame_histograms[frames],

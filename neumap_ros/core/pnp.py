@@ -35,6 +35,9 @@ class PnPOptions:
     # Matches are given best first: sample them progressively (PROSAC) for speed.
     progressive_sampling: bool = True
     seed: int = 0
+    # Error of the matched 3D points (m), beside the pixel noise the inliers' residuals show:
+    # it keeps the covariance honest where points are regressed or measured, not exact.
+    point_std_m: float = 0.0
 
 
 @dataclass
@@ -64,7 +67,7 @@ def solve_pnp(points2d: np.ndarray, points3d: np.ndarray, camera: PinholeCamera,
               'progressive_sampling': bool(options.progressive_sampling)}
     pose, info = poselib.estimate_absolute_pose(points2d, points3d, camera.poselib_dict(),
                                                 ransac, {})
-    inliers = np.asarray(info['inliers'], dtype=bool)
+    inliers = distinct_observations(points2d, np.asarray(info['inliers'], dtype=bool))
     num_inliers = int(inliers.sum())
     if num_inliers < 4:
         return PnPResult(False, None, inliers, num_inliers, float('nan'), None)
@@ -74,9 +77,24 @@ def solve_pnp(points2d: np.ndarray, points3d: np.ndarray, camera: PinholeCamera,
     residuals = _residuals(T_camera_world, points2d[inliers], points3d[inliers], camera)
     rms = float(np.sqrt(np.mean(np.sum(residuals ** 2, axis=1))))
     covariance = pose_covariance(invert_transform(T_camera_world), points2d[inliers],
-                                 points3d[inliers], camera)
+                                 points3d[inliers], camera, options.point_std_m)
     return PnPResult(True, invert_transform(T_camera_world), inliers, num_inliers, rms,
                      covariance)
+
+
+def distinct_observations(points2d: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+    """
+    Return ``inliers`` with one inlier per image point: the first (best) of its matches.
+
+    A keypoint matched twice (decoded in two voxels) is one observation: counted twice it
+    would pass ``min_inliers`` sooner and shrink the covariance.
+    """
+    kept = inliers.copy()
+    indices = np.flatnonzero(inliers)
+    _, first = np.unique(points2d[indices], axis=0, return_index=True)
+    kept[indices] = False
+    kept[indices[first]] = True
+    return kept
 
 
 def _residuals(T_camera_world, points2d, points3d, camera):
@@ -87,12 +105,14 @@ def _residuals(T_camera_world, points2d, points3d, camera):
 
 
 def pose_covariance(T_world_camera: np.ndarray, points2d: np.ndarray, points3d: np.ndarray,
-                    camera: PinholeCamera) -> Optional[np.ndarray]:
+                    camera: PinholeCamera, point_std_m: float = 0.0) -> Optional[np.ndarray]:
     """
-    Gauss-Newton covariance of the camera pose, scaled by the inliers' residual variance.
+    Gauss-Newton covariance of the camera pose from its inliers; None when not positive definite.
 
-    Parameters are the camera position in the world frame and a small rotation about the world
-    axes (the layout of ``geometry_msgs/PoseWithCovariance``). The Jacobian is analytic.
+    Each point's pixel variance is the inliers' residual variance plus its 3D error
+    ``point_std_m`` seen at its depth (f * std / z). Parameters are the camera position in the
+    world frame and a small rotation about the world axes (the layout of
+    ``geometry_msgs/PoseWithCovariance``). The Jacobian is analytic.
     """
     count = len(points2d)
     if count < 4:
@@ -115,11 +135,16 @@ def pose_covariance(T_world_camera: np.ndarray, points2d: np.ndarray, points3d: 
     residuals = _residuals(invert_transform(T_world_camera), points2d, points3d, camera)
     dof = max(2 * count - 6, 1)
     variance = max(float(np.sum(residuals ** 2)) / dof, 0.25)  # floor: quarter-pixel noise
-    information = jacobian.T @ jacobian
+    focal = 0.5 * (camera.fx + camera.fy)
+    per_point = variance + (focal * point_std_m / in_camera[:, 2]) ** 2
+    weights = np.repeat(1.0 / per_point, 2)
+    information = jacobian.T @ (jacobian * weights[:, None])
     try:
-        covariance = np.linalg.inv(information) * variance
+        covariance = np.linalg.inv(information)
     except np.linalg.LinAlgError:
         return None
-    if not np.all(np.isfinite(covariance)):
+    covariance = 0.5 * (covariance + covariance.T)
+    # Nearly collinear points give a finite inverse that is not a covariance at all.
+    if not np.all(np.isfinite(covariance)) or np.linalg.eigvalsh(covariance).min() <= 0:
         return None
-    return 0.5 * (covariance + covariance.T)
+    return covariance

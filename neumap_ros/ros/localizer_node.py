@@ -111,6 +111,8 @@ PARAMETERS = {
     'min_inliers': (15, 'fewest PnP inliers of an accepted pose'),
     'min_inlier_ratio': (0.0, 'smallest inlier ratio of an accepted pose'),
     'max_position_std': (0.0, 'reject poses whose position std (m) exceeds this (0: off)'),
+    'point_std': (-1.0, '3D error (m) of the map points in the pose covariance (-1: the '
+                        'measured default of the map kind)'),
     'use_pose_prior': (True, 'search what the last pose could see (faster, fewer confusions)'),
     'prior_radius': (3.0, 'position error (m) assumed for a pose prior'),
     'prior_angle': (30.0, 'rotation error (deg) assumed for a pose prior'),
@@ -178,11 +180,11 @@ FRACTIONS = ('min_inlier_ratio', 'min_success_rate')
 # them); map_path, weights, device and the keypoint settings take effect on ~/load_map. The
 # rest shape subscriptions, publishers or buffers and are read on configure only.
 LIVE_PARAMETERS = ('top_voxels', 'voting_keypoints', 'min_inliers', 'min_inlier_ratio',
-                   'max_position_std', 'use_pose_prior', 'prior_radius', 'prior_angle',
-                   'retry_without_prior', 'prior_timeout', 'relocalize_after_failures',
-                   'transform_tolerance', 'tf_lookup_timeout', 'max_rate_hz',
-                   'max_image_age', 'diagnostics_period', 'input_timeout', 'min_success_rate',
-                   'lost_after_failures', 'max_latency_ms')
+                   'max_position_std', 'point_std', 'use_pose_prior', 'prior_radius',
+                   'prior_angle', 'retry_without_prior', 'prior_timeout',
+                   'relocalize_after_failures', 'transform_tolerance', 'tf_lookup_timeout',
+                   'max_rate_hz', 'max_image_age', 'diagnostics_period', 'input_timeout',
+                   'min_success_rate', 'lost_after_failures', 'max_latency_ms')
 ON_LOAD_MAP_PARAMETERS = ('map_path', 'weights', 'device', 'max_keypoints', 'max_image_side')
 POSITIVE = ('top_voxels', 'voting_keypoints', 'min_inliers', 'image_queue_depth',
             'prior_radius', 'tf_cache_time', 'diagnostics_period', 'stats_window',
@@ -206,6 +208,8 @@ def value_problem(name: str, value) -> Optional[str]:
         return f'{name} must be > 0, got {value}'
     if name == 'max_image_side' and value < -1:
         return 'max_image_side must be >= -1'
+    if name == 'point_std' and value < 0 and value != -1:
+        return f'point_std must be >= 0 (or -1: the default of the map kind), got {value}'
     if name in FRACTIONS and not 0 <= value <= 1:
         return f'{name} must be in [0, 1], got {value}'
     if name == 'prior_angle' and not 0 <= value <= 180:
@@ -390,6 +394,7 @@ class LocalizerNode(LifecycleNode):
                                 voting_keypoints=c.voting_keypoints,
                                 min_inliers=c.min_inliers, min_inlier_ratio=c.min_inlier_ratio,
                                 max_position_std_m=c.max_position_std,
+                                point_std_m=c.point_std,
                                 prior_radius_m=c.prior_radius, prior_angle_deg=c.prior_angle,
                                 retry_without_prior=c.retry_without_prior)
 
