@@ -35,6 +35,7 @@ from neumap_ros.core.neural_map import NeuralMap
 from neumap_ros.core.pretrain_data import synthetic_observations, TrainingData
 from neumap_ros.core.synthetic.dataset import iter_scene_frames
 from neumap_ros.core.synthetic.trajectory import default_camera
+from neumap_ros.core.training import Batch, decoding_loss
 
 FEATURES = FeatureConfig(max_keypoints=400)
 DECODER = DecoderConfig(width=32, layers=2, heads=2, ffn_dim=64, code_dim=16,
@@ -90,6 +91,49 @@ def test_pruning_removes_codes_and_the_map_still_decodes(scene, decoder, tmp_pat
     # The pruned map still decodes: keypoints reach the decoder and give matches.
     assert result.num_keypoints > 100 and result.timings_ms['decode'] > 0
     assert result.num_matches > 0
+
+
+def test_fine_tuning_after_pruning_aims_only_at_kept_codes(scene, decoder, monkeypatch):
+    """
+    Positives of pruned codes stay positives but aim at no slot; the others keep attention.
+
+    A pruned target's -inf logit once dropped the attention term for the whole batch.
+    """
+    calls = []
+    loss = mapping.decoding_loss
+
+    def recorded_loss(offsets, logits, batch, attention=None):
+        total, parts = loss(offsets, logits, batch, attention)
+        calls.append((batch, parts))
+        return total, parts
+
+    monkeypatch.setattr(mapping, 'decoding_loss', recorded_loss)
+    pruned = build_neural_map(scene, decoder, FEATURES, MappingConfig(
+        **dict(SETTINGS, iterations=30, importance_l1=20.0, prune_threshold=0.98,
+               finetune_iterations=10)), progress=False)
+    assert pruned.kept_codes < pruned.info['landmarks']
+    finetune = calls[30:]
+    assert len(finetune) == 10
+    mask = torch.from_numpy(pruned.code_mask)
+    unaimed = 0
+    for batch, parts in finetune:
+        assert 'attention' in parts
+        slots, positive = batch.target_slots, batch.labels[:, :batch.positives] > 0
+        kept = mask[batch.voxels.unsqueeze(1), slots.clamp(min=0)]
+        assert torch.all(kept | (slots == -1))
+        unaimed += int((positive & (slots == -1)).sum())
+    assert unaimed > 0, 'no positive of a pruned code was drawn'
+
+
+def test_a_masked_target_code_drops_only_its_own_rows_from_the_attention_loss():
+    """The lookup loss averages over the positives whose target code is still there."""
+    batch = Batch(torch.zeros(1, dtype=torch.long), torch.zeros(1, 3, 4), torch.zeros(1, 2, 3),
+                  torch.tensor([[0, 1]]), torch.tensor([[1.0, 1.0, 0.0]]), 2)
+    attention = torch.tensor([[[float('-inf'), 0.0, 1.0]] * 3], requires_grad=True)
+    total, parts = decoding_loss(torch.zeros(1, 3, 3), torch.zeros(1, 3), batch, attention)
+    assert parts['attention'] == pytest.approx(np.log1p(np.e))
+    total.backward()
+    assert torch.isfinite(attention.grad).all() and attention.grad[0, 0].eq(0).all()
 
 
 @pytest.mark.parametrize('precision', ['fp16', 'int8'])
@@ -412,3 +456,44 @@ def test_a_resumed_run_ends_with_the_codes_of_an_uninterrupted_one(scene, decode
     assert resumed.kept_codes < resumed.info['landmarks'], 'pruning removed no code'
     for name in ('codes', 'weights', 'positions', 'code_mask'):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
+
+
+_CUT_SETTINGS = MappingConfig(**dict(SETTINGS, iterations=20, finetune_iterations=10,
+                                     importance_l1=20.0, prune_threshold=0.98))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(scene, decoder):
+    """Return the map of an uninterrupted run of _CUT_SETTINGS (pruned and fine-tuned)."""
+    return build_neural_map(scene, decoder, FEATURES, _CUT_SETTINGS, progress=False)
+
+
+@pytest.mark.parametrize('budget, stage', [(3.5, 'optimise'), (23.5, 'finetune')])
+def test_a_run_the_time_budget_cut_goes_on_when_resumed(
+        scene, decoder, uninterrupted, tmp_path, monkeypatch, budget, stage):
+    """
+    The checkpoint of a cut run stays at the cut: resumed, it ends as an uninterrupted run.
+
+    A fake clock makes the cut exact: each batch takes 1 s.
+    """
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(mapping, 'time', types.SimpleNamespace(monotonic=lambda: clock.now))
+    sample_batch = mapping.sample_batch
+
+    def slow_batch(*args):
+        clock.now += 1.0
+        return sample_batch(*args)
+
+    monkeypatch.setattr(mapping, 'sample_batch', slow_batch)
+    checkpoint = tmp_path / 'mapping.ckpt'
+    cut = build_neural_map(scene, decoder, FEATURES,
+                           replace(_CUT_SETTINGS, time_budget_s=budget), False, checkpoint)
+    done = {'codes': 4, 'finetune': 0} if stage == 'optimise' else {'codes': 20, 'finetune': 4}
+    assert cut.info['mapping_iterations'] == done and cut.info['time_budget_reached']
+    assert torch.load(checkpoint, weights_only=True)['stage'] == stage
+    resumed = build_neural_map(scene, decoder, FEATURES, _CUT_SETTINGS, False, checkpoint)
+    assert resumed.info['mapping_iterations'] == {'codes': 20, 'finetune': 10}
+    assert not resumed.info['time_budget_reached']
+    assert resumed.kept_codes < resumed.info['landmarks'], 'pruning removed no code'
+    for name in ('codes', 'weights', 'positions', 'code_mask'):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(uninterrupted, name))

@@ -29,7 +29,7 @@ from neumap_ros.core.observations import Observations
 from neumap_ros.core.retrieval import document_histograms, rank, spherical_kmeans, \
     train_vocabulary, Vocabulary
 from neumap_ros.core.tracks import build_tracks, neighbouring_frames
-from neumap_ros.core.voxels import build_voxel_grid, voxels_in_view
+from neumap_ros.core.voxels import build_voxel_grid, VoxelGrid, voxels_in_view
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -82,6 +82,35 @@ def test_voxel_grid_keeps_only_supported_voxels(voxel_data):
     relaxed = build_voxel_grid(points, frames, 1.0, min_points=50, min_frames=3,
                                min_points_per_frame=4)
     assert len(relaxed) == 3
+
+
+def test_voxel_lookup_floors_cells_below_the_origin_and_ends_at_the_grid_limit():
+    """
+    Points below the origin fall in negative cells (floor, not truncation toward zero).
+
+    Cells 2^20 voxels or more from the origin are outside the grid: their packed keys once
+    overflowed into the next axis (z = 2^21 cells read as y + 1).
+    """
+    grid = VoxelGrid(np.zeros(3), 0.05, np.array([[-1, -1, -1], [0, 0, 0], [0, 1, 0]], np.int32),
+                     np.zeros((3, 3), np.float32))
+    near = np.array([[-0.01, -0.01, -0.01], [0.01, 0.01, 0.01], [-0.01, 0.01, 0.01]])
+    assert grid.lookup(near).tolist() == [0, 1, -1]
+    far = np.array([[0.01, 0.01, 0.05 * (1 << 21) + 0.01], [0.01, 0.01, 0.05 * (1 << 20)],
+                    [0.01, -0.05 * (1 << 20) - 0.01, 0.01], [1e300, 0.01, 0.01],
+                    [np.inf, 0.01, 0.01]])
+    assert grid.lookup(far).tolist() == [-1] * len(far)
+
+
+def test_voxel_grid_drops_points_beyond_its_limit(voxel_data, caplog):
+    """Far outliers, even a supported cluster of them, are dropped with a warning, not wrapped."""
+    points, frames = voxel_data['kept']
+    far = [points + [0.0, 0.0, float(1 << 21)], points + [1e15, 0.0, 0.0]]
+    with caplog.at_level('WARNING', logger='neumap_ros.core.voxels'):
+        grid = build_voxel_grid(np.vstack([points] + far), np.tile(frames, 3), 1.0,
+                                min_points=50, min_frames=3, min_points_per_frame=5)
+    assert len(grid) == 1 and f'{2 * len(points)} of {3 * len(points)} 3D points' in caplog.text
+    assert np.all(grid.lookup(points) == 0)
+    assert np.all(grid.lookup(np.vstack(far)) == -1)
 
 
 def test_voxel_offsets_and_box_distances(voxel_data):

@@ -49,7 +49,7 @@ from neumap_ros.core.settings import check_settings
 from neumap_ros.core.track_points import TrackPointOptions, with_track_points
 from neumap_ros.core.tracks import build_tracks
 from neumap_ros.core.training import decoding_loss, landmark_samples, sample_batch, \
-    VoxelSamples
+    VoxelSamples, without_masked_slots
 from neumap_ros.core.voxels import build_voxel_grid, VoxelGrid
 
 LOG = logging.getLogger(__name__)
@@ -334,6 +334,7 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
 
     ``config.time_budget_s`` counts from the start of the optimisation; the iterations done
     are in the map's info (``mapping_iterations``), with a warning when the budget cut them.
+    The checkpoint of a cut run stays at the cut, so a run with more time goes on from there.
 
     ``on_progress(stage, fraction)`` follows the optimisation ('codes', then 'finetune'):
     ``fraction`` counts iterations of both stages and reaches 1.0 at the end.
@@ -417,18 +418,28 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
         done['codes'] = _optimise(decoder, samples, codes, config, config.iterations,
                                   done['codes'], deadline, 0, progress, 'codes',
                                   save_during('optimise', 'codes'), history, report)
-        if config.prune_threshold > 0:
-            _prune(codes, config.prune_threshold)
-        stage = 'finetune'
+        if done['codes'] >= config.iterations:
+            if config.prune_threshold > 0:
+                _prune(codes, config.prune_threshold)
+            stage = 'finetune'
+        # A stage the budget cut stays current: a resumed run with more time goes on with it.
         save_checkpoint(stage)
-    if stage == 'finetune' and config.finetune_iterations > 0:
-        done['finetune'] = _optimise(decoder, samples, codes, config,
-                                     config.finetune_iterations, done['finetune'], deadline, 1,
-                                     progress, 'finetune', save_during('finetune', 'finetune'),
-                                     history, report)
+    if stage == 'finetune':
+        if config.finetune_iterations > 0:
+            # Positives of pruned codes keep their labels but no longer aim at a slot.
+            done['finetune'] = _optimise(decoder, without_masked_slots(samples, codes.mask),
+                                         codes, config, config.finetune_iterations,
+                                         done['finetune'], deadline, 1, progress, 'finetune',
+                                         save_during('finetune', 'finetune'), history, report)
+        if done['finetune'] >= config.finetune_iterations:
+            stage = 'done'
+        else:
+            save_checkpoint(stage)
     if on_progress is not None:  # also when a time budget cut the optimisation short
         on_progress('finetune' if config.finetune_iterations else 'codes', 1.0)
-    cut = done['codes'] < config.iterations or done['finetune'] < config.finetune_iterations
+    cut = stage != 'done'
+    if stage == 'optimise' and config.prune_threshold > 0:
+        _prune(codes, config.prune_threshold)   # the map is pruned, its checkpoint is not
     if cut:
         finetune = (f' and {done["finetune"]} of {config.finetune_iterations} fine-tuning ones'
                     if config.finetune_iterations else '')
@@ -448,8 +459,8 @@ def build_neural_map(observations: Observations, decoder: NeuMapDecoder,
                     'landmarks': int(samples.landmark_valid.sum()),
                     'mapping_iterations': dict(done), 'time_budget_reached': cut,
                     'mapping_loss': history})
-    # Kept until the map is on disk (build_map removes it): a failed save loses no work.
-    save_checkpoint('done')
+    if not cut:   # kept until the map is on disk (build_map removes it): no work is lost
+        save_checkpoint('done')
     return NeuralMap(grid, final_codes, final_weights, codes.mask.numpy().copy(),
                      final_positions, vocabulary, histograms, decoder.config, digest,
                      feature_config, details, config.code_precision)

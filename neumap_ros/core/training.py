@@ -21,7 +21,7 @@ voxel, clearly away from every landmark (so near-duplicates never get contradict
 These are exactly the keypoints the voxel will be asked about at localization time.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -202,13 +202,32 @@ def decoding_loss(offsets: torch.Tensor, logits: torch.Tensor, batch: Batch,
     total = coordinate + membership_weight * membership
     parts = {'coordinate': coordinate.item(), 'membership': membership.item()}
     if attention is not None:
-        slots = torch.where(has_target > 0, batch.target_slots, -1)
+        slots = torch.where(has_target > 0, batch.target_slots, -1).reshape(-1)
         positive_attention = attention[:, :batch.positives].reshape(-1, attention.shape[-1])
-        lookup = F.cross_entropy(positive_attention, slots.reshape(-1), ignore_index=-1)
+        # A masked code has a -inf logit: ignore the rows aiming at one, not the whole batch.
+        aimed = positive_attention.detach().gather(1, slots.clamp(min=0).unsqueeze(1))
+        slots = torch.where(torch.isfinite(aimed.squeeze(1)), slots, -1)
+        lookup = F.cross_entropy(positive_attention, slots, ignore_index=-1)
         if torch.isfinite(lookup):
             total = total + attention_weight * lookup
             parts['attention'] = lookup.item()
     return total, parts
+
+
+def without_masked_slots(samples: VoxelSamples, code_mask: torch.Tensor) -> VoxelSamples:
+    """
+    Return ``samples`` whose positives no longer aim at code slots ``code_mask`` removed.
+
+    Such keypoints stay positives (they lie in the voxel, at their landmark's position), but
+    no code is left for them to attend to, so their slot becomes -1.
+    """
+    members = np.concatenate(samples.positives).astype(np.int64)
+    owners = np.concatenate([np.full(len(p), v) for v, p in enumerate(samples.positives)])
+    members = torch.from_numpy(members)
+    slots = samples.slots.clone()
+    removed = ~code_mask[torch.from_numpy(owners).long(), slots[members]]
+    slots[members[removed]] = -1
+    return replace(samples, slots=slots)
 
 
 def landmark_samples(observations: Observations, grid: VoxelGrid, landmarks_per_voxel: int,

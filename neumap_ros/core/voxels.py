@@ -21,8 +21,11 @@ regresses offsets from it in voxel-size units.
 """
 
 from dataclasses import dataclass
+import logging
 
 import numpy as np
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,20 +46,23 @@ class VoxelGrid:
         return np.floor((points - self.origin) / self.voxel_size).astype(np.int64)
 
     def lookup(self, points: np.ndarray) -> np.ndarray:
-        """Voxel id of each point, -1 outside the kept voxels or for NaN points."""
+        """Voxel id of each point, -1 outside the kept voxels, beyond the grid or for NaN."""
         ids = np.full(len(points), -1, np.int64)
-        finite = np.all(np.isfinite(points), axis=1)
-        if not finite.any() or len(self) == 0:
+        cells = np.floor((points - self.origin) / self.voxel_size)
+        # Checked as floats: a far point's cell may not even fit an int64.
+        inside = _in_range(cells)
+        if not inside.any() or len(self) == 0:
             return ids
-        keys = _pack(self.cell_of(points[finite]))
+        keys = _pack(cells[inside].astype(np.int64))
         table = _pack(self.indices.astype(np.int64))
+        table[~_in_range(self.indices)] = -1   # no point is looked up there: never a hit
         order = np.argsort(table)
         position = np.searchsorted(table[order], keys)
         position = np.clip(position, 0, len(table) - 1)
         hit = table[order][position] == keys
         found = np.full(len(keys), -1, np.int64)
         found[hit] = order[position[hit]]
-        ids[finite] = found
+        ids[inside] = found
         return ids
 
     def distance_outside(self, points: np.ndarray, voxel: int) -> np.ndarray:
@@ -75,9 +81,19 @@ class VoxelGrid:
         return self.anchors[voxel_ids] + offsets * self.voxel_size
 
 
+_CELL_LIMIT = 1 << 20   # cells must stay within +-2^20 - 1 of the origin on every axis
+
+
+def _in_range(cells: np.ndarray) -> np.ndarray:
+    """Return which (float) cells ``_pack`` can hold: finite and below the limit."""
+    with np.errstate(invalid='ignore'):   # NaN compares False: not in range
+        return np.all(np.abs(cells) < _CELL_LIMIT, axis=1)
+
+
 def _pack(cells: np.ndarray) -> np.ndarray:
-    # 21 bits per axis: +-1M voxels each way is far beyond any map.
-    shifted = cells + (1 << 20)
+    # 21 bits per axis: +-1M voxels each way is far beyond any map. Callers keep cells in
+    # range (_in_range): one beyond would overflow into the next axis.
+    shifted = cells + _CELL_LIMIT
     return (shifted[:, 0] << 42) | (shifted[:, 1] << 21) | shifted[:, 2]
 
 
@@ -89,6 +105,7 @@ def build_voxel_grid(points: np.ndarray, frame_index: np.ndarray, voxel_size: fl
 
     A frame counts for a voxel when at least ``min_points_per_frame`` of its keypoints land in
     it (NeuMap's image-to-voxel rule). The origin snaps to a robust lower corner of the points.
+    Points 2^20 voxels or more from the origin on an axis are outside any grid: dropped.
     """
     if voxel_size <= 0 or not np.isfinite(voxel_size):
         raise ValueError(f'voxel size must be positive, got {voxel_size}')
@@ -97,7 +114,15 @@ def build_voxel_grid(points: np.ndarray, frame_index: np.ndarray, voxel_size: fl
     if len(points) == 0:
         raise ValueError('no 3D points to build a voxel grid from')
     origin = np.floor(np.percentile(points, 0.5, axis=0) / voxel_size) * voxel_size
-    cells = np.floor((points - origin) / voxel_size).astype(np.int64)
+    cells = np.floor((points - origin) / voxel_size)
+    inside = _in_range(cells)
+    if not inside.all():
+        LOG.warning('%d of %d 3D points lie %d voxels or more from the others: ignored',
+                    int((~inside).sum()), len(points), _CELL_LIMIT)
+        points, frame_index, cells = points[inside], frame_index[inside], cells[inside]
+    if len(points) == 0:
+        raise ValueError('no 3D points within reach of a voxel grid')
+    cells = cells.astype(np.int64)
     unique_cells, inverse = np.unique(cells, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     point_counts = np.bincount(inverse)
