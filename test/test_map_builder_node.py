@@ -160,18 +160,23 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     assert not build().success
     stamp = 1_760_000_000 * 10 ** 9
     frames_dir = tmp_path / 'frames'
+
+    def publish(name, stamp, world_frame='map'):
+        """Publish a kitchen frame's pose (in ``world_frame``), calibration, depth, image."""
+        frame = kitchen.frames[name]
+        header = Image().header
+        header.stamp, header.frame_id = ns_to_stamp(stamp), 'camera'
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = header.stamp, world_frame
+        matrix_to_pose(frame.T_world_camera, pose.pose)
+        poses.publish(pose)
+        infos.publish(camera_to_camera_info(frame.camera, header))
+        depths.publish(numpy_to_image(
+            np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
+        images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+
     # A frame posed in odom, not the world frame: refused, said once, never staged.
-    header = Image().header
-    header.stamp, header.frame_id = ns_to_stamp(stamp), 'camera'
-    pose = PoseStamped()
-    pose.header.stamp, pose.header.frame_id = header.stamp, 'odom'
-    frame = kitchen.frames[BAG_FRAMES[0]]
-    matrix_to_pose(frame.T_world_camera, pose.pose)
-    poses.publish(pose)
-    infos.publish(camera_to_camera_info(frame.camera, header))
-    depths.publish(numpy_to_image(
-        np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
-    images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+    publish(BAG_FRAMES[0], stamp, 'odom')
     ros.spin_until(lambda: "in frame 'odom', not world_frame 'map'" in builder.log(),
                    timeout=20.0, watch=[builder], what='the odom pose to be refused')
     # After pose_wait (5 s) the frame is given up for want of a pose in the world frame.
@@ -180,18 +185,8 @@ def test_map_from_live_topics(ros_context, ros_process, kitchen, tmp_path):
     assert diagnostics.values()['poses_in_other_frame'] == '1'
     assert not list(frames_dir.glob('*.pose.txt'))
     for index, name in enumerate(BAG_FRAMES):
-        frame = kitchen.frames[name]
         stamp += 200_000_000
-        header = Image().header
-        header.stamp, header.frame_id = ns_to_stamp(stamp), 'camera'
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = header.stamp, 'map'
-        matrix_to_pose(frame.T_world_camera, pose.pose)
-        poses.publish(pose)
-        infos.publish(camera_to_camera_info(frame.camera, header))
-        depths.publish(numpy_to_image(
-            np.round(frame.load_depth() * 1000.0).astype(np.uint16), '16UC1', header))
-        images.publish(numpy_to_image(frame.load_image(), 'bgr8', header))
+        publish(name, stamp)
         # One keyframe at a time, as a moving camera delivers them: on a loaded machine a
         # burst of 1.5 MB messages could outrun the node's queue, which is not under test.
         ros.spin_until(lambda: len(list(frames_dir.glob('*.pose.txt'))) == index + 1,

@@ -166,13 +166,18 @@ def _data_lines(path: Path):
             yield number, line
 
 
+def _fields(path, number: int, line: str, minimum: int, layout: str) -> list:
+    """Return a data line's fields; ColmapError naming the line when it has too few."""
+    parts = line.split()
+    if len(parts) < minimum:
+        raise ColmapError(f'{path} line {number}: expected {layout}, got {line!r}')
+    return parts
+
+
 def _read_cameras_txt(path):
     cameras = {}
     for number, line in _data_lines(path):
-        parts = line.split()
-        if len(parts) < 4:
-            raise ColmapError(f'{path} line {number}: expected CAMERA_ID MODEL WIDTH HEIGHT '
-                              f'PARAMS[], got {line!r}')
+        parts = _fields(path, number, line, 4, 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]')
         camera_id = int(parts[0])
         camera = Camera(camera_id, parts[1], int(parts[2]), int(parts[3]),
                         np.array(parts[4:], dtype=float))
@@ -213,10 +218,7 @@ def _read_images_txt(path):
 def _read_points_txt(path):
     points = {}
     for number, line in _data_lines(path):
-        parts = line.split()
-        if len(parts) < 4:
-            raise ColmapError(f'{path} line {number}: expected POINT3D_ID X Y Z ..., got '
-                              f'{line!r}')
+        parts = _fields(path, number, line, 4, 'POINT3D_ID X Y Z ...')
         xyz = np.array(parts[1:4], dtype=float)
         points[int(parts[0])] = _check_finite(xyz, f'{path} line {number}: the point')
     return points
