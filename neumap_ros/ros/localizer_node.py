@@ -59,11 +59,10 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
@@ -279,10 +278,8 @@ class LocalizerNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self._cond = threading.Condition()        # guards sync, stats, priors, pending state
         self._localizer_lock = threading.Lock()   # held while localizing or swapping maps
-        # ~/load_map runs in a group of its own (main() spins two threads): reading a large
-        # map takes seconds, during which images, TF republishing and diagnostics go on.
-        self._load_group = MutuallyExclusiveCallbackGroup()
         self._released = 0   # maps released (cleanup, shutdown): a load begun before is void
+        self._start_map_loader()
         self._config: Optional[_Config] = None
         self._localizer = None
         self._map_path = ''
@@ -473,9 +470,9 @@ class LocalizerNode(LifecycleNode):
             self.create_subscription(PoseWithCovarianceStamped, 'initialpose',
                                      self._on_initial_pose, 10),
             self.create_service(Trigger, '~/relocalize', self._on_relocalize),
-            self.create_service(Trigger, '~/load_map', self._on_load_map,
-                                callback_group=self._load_group),
         ]
+        self._load_service = self._loader_node.create_service(
+            Trigger, f'{self.get_fully_qualified_name()}/load_map', self._on_load_map)
         if c.tf_broadcast and c.tf_mode == 'odom' and c.tf_republish_rate > 0:
             self._entities.append(self.create_timer(1.0 / c.tf_republish_rate,
                                                     self._republish_tf))
@@ -508,6 +505,9 @@ class LocalizerNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._entities = []
+        if self._load_service is not None:
+            self._loader_node.destroy_service(self._load_service)
+            self._load_service = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the worker and drop subscriptions and services; keep the map."""
@@ -555,10 +555,32 @@ class LocalizerNode(LifecycleNode):
         self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
 
+    def _start_map_loader(self) -> None:
+        # ~/load_map is served by a node of its own, spun by its own thread: reading a large
+        # map takes seconds, during which this node's images, TF republishing and
+        # diagnostics go on. (A multi-threaded executor for this node would do the same, but
+        # it made every frame over twice as slow on 2 cores: see the README.)
+        self._load_service = None
+        self._loader_node = rclpy.create_node(
+            f'{self.get_name()}_map_loader', namespace=self.get_namespace(),
+            context=self.context, use_global_arguments=False, start_parameter_services=False)
+        self._loader_executor = SingleThreadedExecutor(context=self.context)
+        self._loader_executor.add_node(self._loader_node)
+
+        def spin():
+            try:
+                self._loader_executor.spin()
+            except ExternalShutdownException:
+                pass
+        threading.Thread(target=spin, name='map_loader', daemon=True).start()
+
     def destroy_node(self):
-        """Stop the worker before the node goes away."""
+        """Stop the worker and the map loader before the node goes away."""
         if hasattr(self, '_cond'):   # not when the constructor itself failed
             self._stop_worker()
+        if hasattr(self, '_loader_executor'):
+            self._loader_executor.shutdown()
+            self._loader_node.destroy_node()
         super().destroy_node()
 
     # --- inputs -----------------------------------------------------------------------------
@@ -743,7 +765,7 @@ class LocalizerNode(LifecycleNode):
         return response
 
     def _on_load_map(self, request, response):
-        # Runs beside the other callbacks (its own callback group): the old map localizes
+        # Runs in the map loader's thread, beside this node's callbacks: the old map localizes
         # until the new one is ready, then they are swapped under the localizer lock.
         path = self.get_parameter('map_path').value
         started = time.monotonic()
@@ -1121,13 +1143,9 @@ def main(args=None) -> None:
                 node.trigger_configure()
                 if node._state == 'inactive':
                     node.trigger_activate()
-            # Two threads: ~/load_map (its own callback group) beside everything else.
-            executor = MultiThreadedExecutor(num_threads=2)
-            executor.add_node(node)
             try:
-                executor.spin()
+                rclpy.spin(node)
             finally:
-                executor.shutdown()
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
